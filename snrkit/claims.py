@@ -1,0 +1,537 @@
+r"""The claims ledger: published statements about forward-gradient noise, and their verdicts.
+
+Every claim carries its source (paper and equation, numbered as in ``shared/papers``), the
+statement in LaTeX and in words, its kind, the estimator it speaks of, and the function that
+computes its prediction from a gradient. :func:`verify` runs the real estimator on a real
+gradient, compares it with the prediction using :mod:`snrkit.stats`, and returns a
+:class:`Verdict`. Nothing is stored: the verdict is recomputed on whatever gradient is given.
+
+The truth for iid probes of kurtosis :math:`\kappa` (Gaussian 3, Rademacher 1) is
+:math:`\operatorname{Var}[g_i] = (\|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2)/K`; several claims
+are the Rademacher truth stated for Gaussian probes, so each per-entry claim can be verified
+under both probes (``probe="rademacher"``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+
+from snrkit._tree import PyTree, check_key, ravel_host
+from snrkit.estimators import Estimator, ForwardGradient, Partitioned
+from snrkit.montecarlo import moments_from_samples, monte_carlo
+from snrkit.stats import DEFAULT_ALPHA, compare_mean, compare_variance, median_pvalue
+
+Kind = Literal["exact identity", "leading order in n", "scaling law", "comparison between estimators"]
+Test = Literal["mean", "entry-variance", "average-variance", "snr-scaling", "partition-vs-directions"]
+Predict = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One published (or snrkit's own) statement about a gradient estimator.
+
+    Attributes:
+        id: stable identifier, e.g. ``"frye-eq5"``.
+        source: paper and equation.
+        latex: the statement in LaTeX.
+        words: the statement in words.
+        kind: exact identity, leading order in n, scaling law, or comparison.
+        estimator: the estimator and setting it speaks of, in words.
+        test: how it is verified.
+        directions: K of the estimator (directions averaged, or blocks of a partition).
+        partition: True when the estimator is a K-block partition.
+        gradient: the default real gradient: ``"output-bias"`` (a concentrated layer),
+            ``"network"`` (all parameters) or ``"homogeneous"`` (equal-magnitude entries,
+            the setting the claim assumes).
+        predict: ``predict(grad, block_ids, K) -> per-entry prediction`` (flat, float64).
+    """
+
+    id: str
+    source: str
+    latex: str
+    words: str
+    kind: Kind
+    estimator: str
+    test: Test
+    directions: int = 1
+    partition: bool = False
+    gradient: str = "output-bias"
+    predict: Predict | None = field(default=None, repr=False, compare=False)
+
+    def make_estimator(self, probe: str) -> Estimator:
+        """The estimator the claim speaks of, with the given probe."""
+        if self.partition:
+            return Partitioned(blocks=self.directions, probe=probe)
+        return ForwardGradient(probe=probe, directions=self.directions)
+
+
+def _block_norms(grad: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    return np.bincount(ids, weights=grad**2)[ids]
+
+
+def _homogeneous_sigma2(grad: np.ndarray) -> float:
+    """σ² of 'homogeneous entries' (Yao eqs. 8-9), read as the mean squared entry."""
+    return float(np.mean(grad**2))
+
+
+CLAIMS: dict[str, Claim] = {
+    c.id: c
+    for c in [
+        Claim(
+            "baydin-unbiased",
+            "Baydin et al. (2022), Thm 1; restated by Frye, Daprato §1 and Yao eq. (5)",
+            r"\mathbb{E}[g] = \nabla",
+            "The forward gradient is an unbiased estimate of the gradient.",
+            "exact identity",
+            "forward gradient computed with jax.jvp (the real estimator), K = 1",
+            "mean",
+            gradient="network",
+            predict=lambda g, ids, k: g,
+        ),
+        Claim(
+            "snrkit-variance",
+            "snrkit (derivation in the docs); DESIGN.md",
+            r"\operatorname{Var}[g_i] = \big(\|\nabla\|^2 + (\kappa-2)\nabla_i^2\big)/K",
+            "Each entry's variance is the squared norm plus (κ−2) times its own square, over K.",
+            "exact identity",
+            "forward gradient, iid probe of kurtosis κ, K directions",
+            "entry-variance",
+            predict=None,  # the law itself
+        ),
+        Claim(
+            "snrkit-partition-variance",
+            "snrkit (derivation in the docs); DESIGN.md",
+            r"\operatorname{Var}[g_i] = \|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2",
+            "With a partitioned probe, the norm is that of the entry's own block.",
+            "exact identity",
+            "partitioned probe, K = 4 blocks",
+            "entry-variance",
+            directions=4,
+            partition=True,
+            gradient="network",
+            predict=None,
+        ),
+        Claim(
+            "frye-eq1",
+            "Frye (2022), eqs. (1) and (7)",
+            r"\mathbb{V}[g_i] \approx 4\|\nabla\|^2",
+            "Each entry's variance is about four times the squared gradient norm.",
+            "leading order in n",
+            "forward gradient, Gaussian probe, K = 1",
+            "entry-variance",
+            predict=lambda g, ids, k: np.full_like(g, 4 * g @ g),
+        ),
+        Claim(
+            "frye-eq5",
+            "Frye (2022), eq. (5)",
+            r"\mathbb{V}[g_i] = 2\nabla_i^2 + 4\sum_{j\neq i}\nabla_j^2",
+            "Each entry's variance is 2∇_i² plus four times the other entries' squares.",
+            "exact identity",
+            "forward gradient, Gaussian probe, K = 1",
+            "entry-variance",
+            predict=lambda g, ids, k: 2 * g**2 + 4 * (g @ g - g**2),
+        ),
+        Claim(
+            "frye-snr",
+            "Frye (2022), eqs. (2) and (8)",
+            r"\nabla_i^2 / \mathbb{V}[g_i] = \mathcal{O}(1/n)",
+            "The per-entry SNR falls like 1/n as the network grows.",
+            "scaling law",
+            "forward gradient, Gaussian probe, K = 1, MLPs of growing width on digits",
+            "snr-scaling",
+            gradient="sweep",
+        ),
+        Claim(
+            "frye-thread",
+            "Frye (2022), thread: the MNIST sanity check",
+            r"\frac1n\sum_i \mathbb{V}[g_i] = \|\nabla\|^2",
+            "The average variance of an entry equals the true gradient's squared norm.",
+            "leading order in n",
+            "forward gradient, Gaussian probe, K = 1, all parameters of an MLP",
+            "average-variance",
+            gradient="network",
+            predict=lambda g, ids, k: np.full_like(g, g @ g),
+        ),
+        Claim(
+            "daprato-variance",
+            "Daprato, Jain, Hung, §3.1",
+            r"\operatorname{Var}[g_k] = \sum_{j\neq k}\nabla_j^2",
+            "Each entry's variance is the sum of the other entries' squares.",
+            "exact identity",
+            "forward gradient, Gaussian probe, K = 1",
+            "entry-variance",
+            predict=lambda g, ids, k: g @ g - g**2,
+        ),
+        Claim(
+            "yao-eq6",
+            "Yao, eq. (6)",
+            r"\operatorname{Var}[\hat g_i] = \sum_{j\neq i} g_j^2",
+            "Each entry's variance is the sum of the other entries' squares.",
+            "exact identity",
+            "forward gradient, Gaussian probe, K = 1",
+            "entry-variance",
+            predict=lambda g, ids, k: g @ g - g**2,
+        ),
+        Claim(
+            "yao-eq7",
+            "Yao, eq. (7)",
+            r"\operatorname{Var}[\hat g_i^{avg}] = \frac1K\sum_{j\neq i} g_j^2",
+            "Averaging K directions divides eq. (6) by K.",
+            "exact identity",
+            "forward gradient, Gaussian probe, K = 4 directions",
+            "entry-variance",
+            directions=4,
+            predict=lambda g, ids, k: (g @ g - g**2) / k,
+        ),
+        Claim(
+            "yao-eq8",
+            "Yao, eq. (8)",
+            r"\operatorname{Var}[\hat g_i^{avg}] = \frac{n-1}{K}\sigma^2",
+            "K directions, homogeneous entries (∇_i² = σ²): (n−1)σ²/K.",
+            "exact identity",
+            "forward gradient, Gaussian probe, K = 4 directions, homogeneous entries",
+            "entry-variance",
+            directions=4,
+            gradient="homogeneous",
+            predict=lambda g, ids, k: np.full_like(g, (g.size - 1) * _homogeneous_sigma2(g) / k),
+        ),
+        Claim(
+            "yao-eq9",
+            "Yao, eq. (9)",
+            r"\operatorname{Var}[\hat g_i^{sum}] = \frac{n-K}{K}\sigma^2",
+            "A K-block partition, homogeneous entries: (n−K)σ²/K.",
+            "exact identity",
+            "partitioned probe, Gaussian, K = 4 blocks, homogeneous entries",
+            "entry-variance",
+            directions=4,
+            partition=True,
+            gradient="homogeneous",
+            predict=lambda g, ids, k: np.full_like(g, (g.size - k) * _homogeneous_sigma2(g) / k),
+        ),
+        Claim(
+            "yao-partition-beats-directions",
+            "Yao, §III.C",
+            r"\operatorname{tr}\operatorname{Cov}[\hat g^{sum}_{K\,\mathrm{blocks}}] < \operatorname{tr}\operatorname{Cov}[\hat g^{avg}_{K\,\mathrm{directions}}]",
+            "A K-block partition has lower variance than averaging K directions (same K JVPs).",
+            "comparison between estimators",
+            "partitioned probe with K = 2 blocks vs K = 2 averaged directions, Gaussian",
+            "partition-vs-directions",
+            directions=2,
+        ),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of verifying one claim.
+
+    Attributes:
+        id, source, statement, latex, kind: from the claim.
+        holds: True (consistent with the samples), False (refuted) or None (not resolved
+            at this precision: only for comparisons).
+        ratio: measured truth / claim (pooled over entries; for a scaling law, measured
+            slope / claimed slope).
+        ratio_ci: 95 % interval of ``ratio``.
+        p_value: p-value of the claim (distribution-free for entry claims).
+        exact_ratio: truth / claim from snrkit's exact law on the same gradient (NaN where
+            not defined).
+        correction: when refuted, what the data say the truth is.
+        setting: network, data, layer, n, probe, K, samples, ...
+    """
+
+    id: str
+    source: str
+    statement: str
+    latex: str
+    kind: str
+    holds: bool | None
+    ratio: float
+    ratio_ci: tuple[float, float]
+    p_value: float
+    exact_ratio: float
+    correction: str
+    setting: dict[str, Any]
+    #: per-entry ``predicted`` (the claim), ``measured`` (Monte Carlo) and ``exact`` (snrkit)
+    #: variances, for parity plots; None for claims that are not per entry.
+    entries: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (without the per-entry arrays)."""
+        out = {k: v for k, v in asdict(self).items() if k != "entries"}
+        out["ratio_ci"] = [float(x) for x in self.ratio_ci]
+        return out
+
+    @property
+    def verdict(self) -> str:
+        """``"holds"``, ``"refuted"`` or ``"not resolved"``."""
+        return {True: "holds", False: "refuted", None: "not resolved"}[self.holds]
+
+
+# ----------------------------------------------------------------------------------------
+# Default real gradients
+# ----------------------------------------------------------------------------------------
+
+DEFAULT_WIDTHS = (64, 32, 10)
+TRAIN_STEPS = 100
+
+
+@functools.lru_cache(maxsize=8)
+def _digits_problem(seed: int, mnist_dir: str | None = None):
+    """An MLP trained for 100 Adam steps on digits (or MNIST), its loss, data and gradient."""
+    from snrkit import data, gradients, nets
+
+    dataset = data.load_mnist(mnist_dir) if mnist_dir else data.load_digits()
+    network = nets.mlp((dataset.input_dim, *DEFAULT_WIDTHS[1:]))
+    params, grad = gradients.gradient_at(jax.random.key(seed), network, dataset, step=TRAIN_STEPS)
+    x, y = jnp.asarray(dataset.flat()), jnp.asarray(dataset.labels)
+    setting = {"network": network.name, "data": dataset.name, "train_steps": TRAIN_STEPS}
+    return network, params, grad, (x, y), setting
+
+
+def default_gradient(kind: str, seed: int = 0, mnist_dir: str | None = None) -> tuple[PyTree, dict[str, Any]]:
+    r"""The real gradient a claim is verified on by default, with its setting.
+
+    * ``"network"``: all parameters of an MLP 64-32-10 after 100 Adam steps on digits.
+    * ``"output-bias"``: the output-layer bias of that MLP (10 entries). Its gradient is
+      concentrated (a few classes dominate), so a missing :math:`2\nabla_i^2` is a large
+      relative error there and the comparison has power to see it.
+    * ``"homogeneous"``: 8 entries of magnitude 0.1 with the signs of the network
+      gradient's first 8 entries: the setting Yao's eqs. (8)-(9) assume. A missing
+      :math:`2\sigma^2` is a relative error of :math:`2/(n+1)`, so n is kept small for power.
+    """
+    _, _, grad, _, setting = _digits_problem(seed, mnist_dir)
+    if kind == "network":
+        return grad, {**setting, "layer": "all parameters"}
+    if kind == "output-bias":
+        return grad[-1]["b"], {**setting, "layer": "output-layer bias"}
+    if kind == "homogeneous":
+        signs = np.sign(ravel_host(grad)[:8])
+        signs[signs == 0] = 1.0
+        return jnp.asarray(0.1 * signs, jnp.float32), {"data": "synthetic", "layer": "8 entries of magnitude 0.1"}
+    raise ValueError(f"unknown default gradient {kind!r}; choose 'network', 'output-bias' or 'homogeneous'")
+
+
+# ----------------------------------------------------------------------------------------
+# The verdict engine
+# ----------------------------------------------------------------------------------------
+
+
+def get_claim(claim_id: str) -> Claim:
+    """Look a claim up by id, with a clear error listing the known ids."""
+    try:
+        return CLAIMS[claim_id]
+    except KeyError:
+        raise ValueError(f"unknown claim {claim_id!r}; known claims: {', '.join(CLAIMS)}") from None
+
+
+def verify(
+    claim_id: str,
+    grad: PyTree | None = None,
+    *,
+    key: jax.Array,
+    num_samples: int | None = None,
+    batches: int = 32,
+    alpha: float = DEFAULT_ALPHA,
+    probe: str = "gaussian",
+    quick: bool = False,
+    mnist_dir: str | None = None,
+) -> Verdict:
+    """Verify a claim on a real gradient with the real estimator.
+
+    Args:
+        claim_id: an id of :data:`CLAIMS`.
+        grad: the gradient (any pytree) for per-entry and average claims; ``None`` uses
+            the claim's default real gradient (see :func:`default_gradient`).
+        key: a JAX key.
+        num_samples: Monte Carlo samples (a multiple of ``batches`` is best); default
+            65,536 (4,096 with ``quick``).
+        batches: batches of the distribution-free test (32 is near the most powerful).
+        alpha: false-verdict rate: a true claim is refuted with probability at most alpha.
+        probe: ``"gaussian"`` (what the papers assume) or ``"rademacher"``.
+        quick: fewer samples and a smaller sweep for the scaling law.
+        mnist_dir: use an MLP on MNIST for the network-level claims (``frye-thread``).
+
+    Returns:
+        A :class:`Verdict`.
+    """
+    claim = get_claim(claim_id)
+    key = check_key(key)
+    num = num_samples or batches * (128 if quick else 2048)
+    if claim.test == "snr-scaling":
+        return _verify_scaling(claim, key, num, batches, probe, quick)
+    if claim.test == "partition-vs-directions":
+        g, setting = (grad, {"data": "user gradient"}) if grad is not None else default_gradient("output-bias")
+        # The sign of a trace difference of a few percent needs more samples than an entry claim.
+        return _verify_comparison(claim, g, setting, key, num_samples or 16 * num, batches, alpha, probe)
+    if grad is None:
+        grad, setting = default_gradient(claim.gradient, mnist_dir=mnist_dir)
+    else:
+        setting = {"data": "user gradient"}
+    estimator = claim.make_estimator(probe)
+    law = estimator.given(grad)
+    setting = {**setting, "n": law.num_coordinates, "probe": probe, "K": claim.directions,
+               "estimator": str(estimator), "samples": num, "batches": batches, "alpha": alpha}
+    flat = np.asarray(law.flat_mean(), np.float64)
+    ids = np.zeros(flat.size, int) if law.block_ids is None else np.asarray(law.block_ids)
+    truth = np.asarray(law.flat_var(), np.float64)
+    if claim.test == "mean":
+        # Real JVP estimates cost a network pass each: fewer, unless asked for.
+        num = num_samples or batches * (16 if quick else 128)
+        setting["samples"] = num
+        return _verify_mean(claim, estimator, law, grad, setting, key, num, batches, alpha, mnist_dir)
+    pred = truth if claim.predict is None else claim.predict(flat, ids, claim.directions)
+    moments = monte_carlo(law, key, num, batches=batches)
+    pooled = claim.test == "average-variance"
+    result = compare_variance(moments, pred, law=law, alpha=alpha, pooled_only=pooled)
+    exact_ratio = _pooled_ratio(truth, pred)
+    correction = "" if result.holds else _correction(result.measured, pred, flat, ids, claim.directions, pooled)
+    return Verdict(
+        claim.id, claim.source, claim.words, claim.latex, claim.kind, result.holds, result.ratio,
+        result.ratio_ci, result.p_value, exact_ratio, correction, setting,
+        entries={"predicted": pred, "measured": result.measured, "exact": truth},
+    )
+
+
+def _pooled_ratio(truth: np.ndarray, pred: np.ndarray) -> float:
+    use = pred > 0
+    return float(np.mean(truth[use] / pred[use])) if use.any() else math.nan
+
+
+def correction_terms(measured: np.ndarray, pred: np.ndarray, grad: np.ndarray, ids: np.ndarray, k: int) -> dict[str, float]:
+    r"""Fit the truth as the claim plus :math:`(a\nabla_i^2 + b\|\nabla_{B(i)}\|^2)/K` by least squares over entries.
+
+    Also returns the pooled ``factor`` (mean of measured / claim). ``a`` and ``b`` are
+    NaN when the two terms cannot be told apart (homogeneous entries, one entry).
+    """
+    terms = {"factor": _pooled_ratio(measured, pred), "grad_i_sq": math.nan, "block_norm_sq": math.nan}
+    basis = np.stack([grad**2, _block_norms(grad, ids)], axis=1) / k
+    if np.linalg.matrix_rank(basis) == 2:
+        (a, b), *_ = np.linalg.lstsq(basis, measured - pred, rcond=None)
+        terms.update(grad_i_sq=float(a), block_norm_sq=float(b))
+    return terms
+
+
+def _correction(measured, pred, grad, ids, k, pooled) -> str:
+    """What the samples say the truth is, relative to the claim, in words."""
+    if pooled:
+        return f"truth ≈ {float(np.mean(measured) / np.mean(pred)):.3g} × claim (average over entries)"
+    terms = correction_terms(measured, pred, grad, ids, k)
+    text = f"truth ≈ {terms['factor']:.3g} × claim"
+    if math.isnan(terms["grad_i_sq"]):
+        return text
+    where = "‖∇‖²" if ids.max() == 0 else "‖∇_B(i)‖²"
+    per_k = "" if k == 1 else f", all over K={k}"
+    return f"{text}; truth − claim ≈ {terms['grad_i_sq']:+.2f}·∇_i² {terms['block_norm_sq']:+.2f}·{where}{per_k} (least squares over entries)"
+
+
+def _verify_mean(claim, estimator, law, grad, setting, key, num, batches, alpha, mnist_dir) -> Verdict:
+    """Unbiasedness, from real JVP estimates when the network is at hand, else from the law."""
+    if setting.get("layer") == "all parameters":
+        network, params, _, (x, y), _ = _digits_problem(0, mnist_dir)
+        estimate = jax.jit(jax.vmap(lambda k: estimator.estimate(k, network.loss, params, x, y)))
+        keys = jax.random.split(key, num)
+        chunks = [estimate(keys[i : i + 256]) for i in range(0, num, 256)]
+        samples = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *chunks)
+        moments = moments_from_samples(samples, batches=batches)
+        setting = {**setting, "path": "jax.jvp estimates (no backprop)"}
+    else:
+        moments = monte_carlo(law, key, num, batches=batches)
+        setting = {**setting, "path": "law samples"}
+    result = compare_mean(moments, law.flat_mean(), law=law, alpha=alpha)
+    correction = "" if result.holds else f"E[g] ≈ {result.ratio:.3g} × ∇ along ∇"
+    return Verdict(
+        claim.id, claim.source, claim.words, claim.latex, claim.kind, result.holds, result.ratio,
+        result.ratio_ci, result.p_value, 1.0, correction, setting,
+    )
+
+
+def _verify_comparison(claim, grad, setting, key, num, batches, alpha, probe) -> Verdict:
+    """Partition vs directions: the sign of the difference of total variances, distribution-free.
+
+    Per batch, D_b = tr(part) − tr(dirs) from independent samples; its standard deviation is
+    at most the sum of the two traces' (each at most the sum of per-entry sds, exact from
+    the laws). The median test of E[D_b] = 0 decides: significantly negative → holds,
+    significantly positive → refuted, else not resolved.
+    """
+    k = claim.directions
+    part = Partitioned(blocks=k, probe=probe).given(grad)
+    dirs = ForwardGradient(probe=probe, directions=k).given(grad)
+    traces, sds = [], []
+    for index, law in enumerate((part, dirs)):
+        m = monte_carlo(law, jax.random.fold_in(key, index), num, batches=batches)
+        size = m.batch_sizes.astype(float)[:, None]
+        var, mu4 = np.asarray(law.flat_var(), float), np.asarray(law.flat_fourth_central_moment(), float)
+        traces.append(m.flat("batch_vars").sum(axis=1))
+        sds.append(np.sqrt(np.maximum(mu4 / size - var**2 * (size - 3) / (size * (size - 1)), 0)).sum(axis=1))
+    diff = traces[0] - traces[1]
+    z = diff / (sds[0] + sds[1])
+    p_value = float(median_pvalue(np.median(z), batches))
+    holds = None if p_value > alpha else bool(np.median(z) < 0)
+    ratios = traces[0] / traces[1]
+    ratio = float(np.mean(traces[0]) / np.mean(traces[1]))
+    half = float(scipy.stats.t.ppf(0.975, batches - 1) * np.std(ratios, ddof=1) / math.sqrt(batches))
+    exact = float(part.total_variance() / dirs.total_variance())
+    correction = "" if holds is not False else (
+        f"the partition's total variance is {ratio:.3g} × that of {k} averaged directions "
+        f"(exact {exact:.4g}): Σ_B(|B|+κ−2)‖∇_B‖² vs (n+κ−2)‖∇‖²/K"
+    )
+    setting = {**setting, "n": part.num_coordinates, "probe": probe, "K": k, "samples": num, "batches": batches,
+               "alpha": alpha, "estimator": f"{Partitioned(blocks=k, probe=probe)} vs {ForwardGradient(probe, k)}"}
+    return Verdict(
+        claim.id, claim.source, claim.words, claim.latex, claim.kind, holds, ratio,
+        (ratio - half, ratio + half), p_value, exact, correction, setting,
+    )
+
+
+def _verify_scaling(claim, key, num, batches, probe, quick) -> Verdict:
+    """Fit log(mean-entry SNR) on log(n) over MLP widths; the claim's slope is −1."""
+    from snrkit import sweeps
+
+    targets = sweeps.SWEEP_QUICK_TARGETS if quick else sweeps.VERIFY_TARGETS
+    frame = sweeps.snr_sweep(
+        key=key, out_csv=None, targets=targets, mc_targets=targets, num_samples=num, batches=batches,
+        estimators=[ForwardGradient(probe)],
+    )
+    label = frame["label"].iloc[0]
+    slope, lo, hi = sweeps.fit_loglog_slope(frame, "mean_entry_snr", label, source="monte_carlo")
+    exact_slope, _, _ = sweeps.fit_loglog_slope(frame, "mean_entry_snr", label, source="exact")
+    half = (hi - lo) / 2
+    points = int((frame["source"] == "monte_carlo").sum() / 2)
+    t = (slope + 1.0) / (half / scipy.stats.t.ppf(0.975, max(points - 2, 1))) if half > 0 else math.inf
+    p_value = float(2 * scipy.stats.t.sf(abs(t), max(points - 2, 1)))
+    holds = lo <= -1.0 <= hi
+    setting = {"network": "MLP 64-h-h-10", "data": "digits", "probe": probe, "K": 1, "samples": num,
+               "widths": sorted(frame["width"].unique().tolist()), "n": sorted(frame["n"].unique().tolist())}
+    correction = "" if holds else f"log-log slope {slope:.3f} [{lo:.3f}, {hi:.3f}] instead of −1"
+    return Verdict(
+        claim.id, claim.source, claim.words, claim.latex, claim.kind, holds, -slope,
+        (-hi, -lo), p_value, -exact_slope, correction, setting,
+    )
+
+
+def verify_all(*, key: jax.Array, quick: bool = False, probes: tuple[str, ...] = ("gaussian", "rademacher"),
+               mnist_dir: str | None = None, claim_ids: list[str] | None = None,
+               on_claim: Callable[[str, str], None] | None = None) -> list[Verdict]:
+    """Verify every claim (or ``claim_ids``) under each probe; the scaling law once, Gaussian."""
+    verdicts = []
+    for index, claim_id in enumerate(claim_ids or list(CLAIMS)):
+        claim = get_claim(claim_id)
+        for probe in probes if claim.test != "snr-scaling" else probes[:1]:
+            if on_claim is not None:
+                on_claim(claim_id, probe)
+            verdicts.append(verify(claim_id, key=jax.random.fold_in(key, index), quick=quick, probe=probe,
+                                   mnist_dir=mnist_dir))
+    return verdicts
+
+
+__all__ = ["CLAIMS", "Claim", "Verdict", "verify", "verify_all", "default_gradient", "get_claim"]

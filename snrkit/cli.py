@@ -1,0 +1,186 @@
+"""The command line: ``snrkit report | verify | sweep``. Progress bars live here only."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Exact variance and SNR of forward-gradient estimators, and verdicts on published formulas.",
+)
+console = Console(stderr=True)
+stdout = Console()
+
+
+class DataName(str, Enum):
+    digits = "digits"
+    mnist = "mnist"
+
+
+class ProbeChoice(str, Enum):
+    gaussian = "gaussian"
+    rademacher = "rademacher"
+    both = "both"
+
+
+@contextmanager
+def _progress() -> Iterator[tuple]:
+    bar = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    tasks: dict[str, int] = {}
+
+    def on_progress(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            tasks[what] = bar.add_task(what, total=total)
+        bar.update(tasks[what], completed=done, total=total)
+
+    def on_step(text: str) -> None:
+        bar.console.log(text) if console.is_terminal else None
+        if "step" not in tasks:
+            tasks["step"] = bar.add_task(text, total=None)
+        bar.update(tasks["step"], description=text)
+
+    with bar:
+        yield on_step, on_progress
+
+
+def _fail(error: Exception) -> None:
+    console.print(f"[red]error:[/] {error}")
+    raise typer.Exit(1)
+
+
+def _verdict_table(verdicts: list, title: str) -> Table:
+    table = Table(title=title)
+    for column in ("claim", "probe", "verdict", "truth / claim [95 % CI]", "exact", "p", "n"):
+        table.add_column(column, justify="left" if column in ("claim", "probe", "verdict") else "right")
+    colour = {"holds": "green", "refuted": "red", "not resolved": "yellow"}
+    for v in verdicts:
+        table.add_row(
+            v.id,
+            str(v.setting.get("probe", "")),
+            f"[{colour[v.verdict]}]{v.verdict}[/]",
+            f"{v.ratio:.4g} [{v.ratio_ci[0]:.4g}, {v.ratio_ci[1]:.4g}]",
+            f"{v.exact_ratio:.4g}",
+            f"{v.p_value:.2g}",
+            str(v.setting.get("n", "")),
+        )
+    return table
+
+
+@app.command()
+def report(
+    out: Path = typer.Option(Path("report"), "--out", help="Folder for report.html, report.md, claims.csv and figures."),
+    data: DataName = typer.Option(DataName.digits, "--data", help="Data of the network-level claims."),
+    mnist_dir: Path | None = typer.Option(None, "--mnist-dir", help="Folder of the MNIST IDX files."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer samples and a smaller sweep (seconds, not minutes)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
+) -> None:
+    """Verify every claim, run the SNR sweep, and write an HTML/Markdown report with figures."""
+    from snrkit.report import build_report
+
+    start = time.perf_counter()
+    try:
+        with _progress() as (on_step, on_progress):
+            result = build_report(
+                out, data_name=data.value, mnist_dir=str(mnist_dir) if mnist_dir else None, quick=quick, seed=seed,
+                on_step=on_step, on_progress=on_progress,
+            )
+    except (ValueError, OSError) as error:
+        _fail(error)
+    stdout.print(_verdict_table(result.verdicts, "Verdicts on the published variance formulas"))
+    stdout.print(f"wrote {out / 'report.html'}, {out / 'report.md'}, {out / 'claims.csv'} and "
+                 f"{len(result.figures)} figures in {time.perf_counter() - start:.0f} s")
+
+
+@app.command()
+def verify(
+    claim: list[str] | None = typer.Option(None, "--claim", help="Claim id (repeatable); default: all."),
+    json_output: bool = typer.Option(False, "--json", help="Print a JSON list of verdicts."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer samples."),
+    probe: ProbeChoice = typer.Option(ProbeChoice.both, "--probe", help="Probe distribution(s)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
+    mnist_dir: Path | None = typer.Option(None, "--mnist-dir", help="Use an MLP on MNIST for network-level claims."),
+) -> None:
+    """Verify published claims with the real estimator and print the verdicts."""
+    import jax
+
+    from snrkit import claims
+
+    ids = claim or list(claims.CLAIMS)
+    try:
+        for claim_id in ids:
+            claims.get_claim(claim_id)
+        probes = ("gaussian", "rademacher") if probe is ProbeChoice.both else (probe.value,)
+        with _progress() as (on_step, _):
+            verdicts = claims.verify_all(
+                key=jax.random.key(seed), quick=quick, probes=probes, claim_ids=ids,
+                mnist_dir=str(mnist_dir) if mnist_dir else None,
+                on_claim=lambda c, p: on_step(f"verifying {c} ({p})"),
+            )
+    except (ValueError, OSError) as error:
+        _fail(error)
+    if json_output:
+        print(json.dumps([v.to_dict() for v in verdicts], indent=2, default=_json_default))
+    else:
+        stdout.print(_verdict_table(verdicts, "Verdicts"))
+
+
+def _json_default(value: object) -> object:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+@app.command()
+def sweep(
+    out: Path = typer.Option(Path("report/snr_sweep.csv"), "--out", help="CSV of the sweep; an existing one is resumed."),
+    quick: bool = typer.Option(False, "--quick", help="Four small widths, few samples."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
+) -> None:
+    """SNR against parameter count over MLP widths on digits (resumes from --out)."""
+    import jax
+
+    from snrkit import sweeps
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with _progress() as (_, on_progress):
+            frame = sweeps.snr_sweep(
+                key=jax.random.key(seed), out_csv=out,
+                targets=sweeps.SWEEP_QUICK_TARGETS if quick else sweeps.SWEEP_TARGETS,
+                mc_targets=sweeps.SWEEP_QUICK_TARGETS if quick else sweeps.SWEEP_MC_TARGETS,
+                num_samples=32 * (32 if quick else 256), on_progress=on_progress,
+            )
+    except (ValueError, OSError) as error:
+        _fail(error)
+    table = Table(title="Log-log slope of the mean entry SNR against n")
+    for column in ("estimator", "source", "slope [95 % CI]"):
+        table.add_column(column)
+    for label in sorted(frame["label"].unique()):
+        for source in ("exact", "monte_carlo"):
+            if frame[(frame.label == label) & (frame.source == source)]["n"].nunique() >= 3:
+                s, lo, hi = sweeps.fit_loglog_slope(frame, "mean_entry_snr", label, source=source)
+                table.add_row(label, source, f"{s:.3f} [{lo:.3f}, {hi:.3f}]")
+    stdout.print(table)
+    stdout.print(f"wrote {out}")

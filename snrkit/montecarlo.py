@@ -1,0 +1,232 @@
+r"""Streaming Monte Carlo moments of a law's samples.
+
+``monte_carlo(law, key, N)`` draws the same N samples as ``law.sample(key, N)``, in chunks
+of bounded memory, and returns their mean, variance and the standard error of the variance.
+
+Precision: samples are in the gradient's dtype; their power sums about the law's mean are
+accumulated in float64 (inside one jitted step, with x64 enabled only for that step), so
+:math:`10^7` samples lose far less than :math:`10^{-6}` relative accuracy. The central
+moments are recovered from the power sums on the host; centring at the known mean keeps
+that recovery free of cancellation.
+
+The standard error of the variance comes from the sample fourth central moment
+:math:`m_4`, not a Gaussian assumption:
+
+.. math:: \operatorname{se}(s^2)^2 = \frac{m_4}{N} - \frac{s^4 (N-3)}{N(N-1)}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from snrkit._tree import PyTree, check_key, ravel_host, unravel_host
+from snrkit.laws import Law, _check_num
+
+#: Default memory budget of one chunk of samples (bytes).
+DEFAULT_CHUNK_BYTES = 1 << 27
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Sampled moments of an estimator, each a pytree of float64 NumPy arrays shaped like the gradient.
+
+    Attributes:
+        mean: sample mean.
+        var: unbiased sample variance (NaN when ``num_samples == 1``).
+        var_stderr: standard error of ``var``, from the sample fourth central moment.
+        num_samples: number of samples :math:`N`.
+        fourth_moment: sample fourth central moment :math:`m_4`.
+        batch_means: mean of each batch of consecutive samples (leading axis: batches).
+        batch_vars: unbiased variance within each batch (leading axis: batches).
+        batch_sizes: number of samples in each batch.
+    """
+
+    mean: PyTree
+    var: PyTree
+    var_stderr: PyTree
+    num_samples: int
+    fourth_moment: PyTree
+    batch_means: PyTree
+    batch_vars: PyTree
+    batch_sizes: np.ndarray
+
+    @property
+    def mean_stderr(self) -> PyTree:
+        """Standard error of ``mean``: :math:`\\sqrt{s^2/N}`."""
+        return jax.tree_util.tree_map(lambda v: np.sqrt(v / self.num_samples), self.var)
+
+    @property
+    def num_batches(self) -> int:
+        """Number of batches the samples were grouped in."""
+        return int(self.batch_sizes.size)
+
+    def flat(self, name: str) -> np.ndarray:
+        """One field flattened in ravel order (batch fields keep their leading batch axis)."""
+        value = getattr(self, name)
+        if name.startswith("batch_"):
+            leaves = jax.tree_util.tree_leaves(value)
+            return np.concatenate([np.reshape(leaf, (leaf.shape[0], -1)) for leaf in leaves], axis=1)
+        return ravel_host(value)
+
+
+def default_chunk_size(law: Law) -> int:
+    """Samples per chunk so that a chunk's probes and samples fit in :data:`DEFAULT_CHUNK_BYTES`."""
+    itemsize = jnp.dtype(law.dtype).itemsize
+    directions = getattr(law, "directions", 1)
+    per_sample = law.num_coordinates * (itemsize * (directions + 1) + 8)
+    return int(max(1, min(4096, DEFAULT_CHUNK_BYTES // per_sample)))
+
+
+def monte_carlo(
+    law: Law,
+    key: jax.Array,
+    num_samples: int,
+    chunk_size: int | None = None,
+    *,
+    batches: int = 1,
+    on_progress: ProgressFn | None = None,
+) -> Moments:
+    """Sample ``num_samples`` estimates from ``law`` and return their moments.
+
+    Memory is bounded by ``chunk_size × n`` (never ``num_samples × n``). For a fixed key
+    the samples, and so the result up to float64 rounding, do not depend on
+    ``chunk_size`` or ``batches``: sample ``i`` is always drawn from ``fold_in(key, i)``.
+
+    Args:
+        law: the law to sample, e.g. ``sk.ForwardGradient().given(grad)``.
+        key: a JAX key, e.g. ``jax.random.key(0)``.
+        num_samples: number of samples :math:`N \\ge 1`.
+        chunk_size: samples drawn per step; ``None`` picks one that keeps a chunk near
+            128 MiB.
+        batches: group the samples in this many batches of consecutive indices and also
+            report each batch's mean and variance (used by the distribution-free tests in
+            :mod:`snrkit.stats`).
+        on_progress: called as ``on_progress(samples_done, num_samples)`` after each chunk.
+
+    Returns:
+        A :class:`Moments`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, snrkit as sk
+        >>> law = sk.ForwardGradient().given(jnp.array([3.0, 4.0]))
+        >>> m = sk.monte_carlo(law, jax.random.key(0), 100_000)
+        >>> m.var   # close to law.var() = [34, 41]
+    """
+    if not isinstance(law, Law):
+        raise TypeError(f"law must be a snrkit Law (from estimator.given(grad)), got {type(law).__name__}")
+    key = check_key(key)
+    num = _check_num(num_samples, "num_samples")
+    batches = _check_num(batches, "batches")
+    if batches > num:
+        raise ValueError(f"batches={batches} is more than num_samples={num}; every batch needs at least one sample")
+    chunk = default_chunk_size(law) if chunk_size is None else _check_num(chunk_size, "chunk_size")
+    n = law.num_coordinates
+    bounds = [(b * num) // batches for b in range(batches + 1)]
+    chunk = min(chunk, max(bounds[b + 1] - bounds[b] for b in range(batches)))
+
+    with jax.enable_x64(True):
+        shift = jnp.asarray(np.asarray(law.flat_mean(), dtype=np.float64))
+        totals = np.zeros((4, n))
+        batch_stats = []
+        for b in range(batches):
+            state = tuple(jnp.zeros(n, jnp.float64) for _ in range(4))
+            for start in range(bounds[b], bounds[b + 1], chunk):
+                valid = min(chunk, bounds[b + 1] - start)
+                state = _accumulate(law.sampler, chunk, law.sampling_args, key, np.uint32(start), valid, shift, state)
+                if on_progress is not None:
+                    on_progress(start + valid, num)
+            sums = np.stack([np.asarray(x) for x in state])
+            totals += sums
+            batch_stats.append(_mean_var(sums, bounds[b + 1] - bounds[b]))
+        shift_host = np.asarray(shift)
+
+    return _moments(totals, num, shift_host, batch_stats, bounds, law.grad)
+
+
+@partial(jax.jit, static_argnums=(0, 1), donate_argnums=(7,))
+def _accumulate(
+    sampler: Callable, chunk: int, args: Any, key: jax.Array, start: jax.Array, valid: jax.Array, shift: jax.Array, state: tuple
+) -> tuple:
+    """Add the power sums 1..4 of one chunk's deviations from ``shift`` to ``state``.
+
+    The chunk is drawn at once (vectorised sampling), then folded in one sample at a time:
+    XLA on CPU turns each step into one fused elementwise loop, where reducing the
+    ``(chunk, n)`` block along its leading axis was several times slower.
+    """
+    offsets = jnp.arange(chunk, dtype=jnp.uint32)
+    samples = sampler(args, key, start.astype(jnp.uint32) + offsets)
+
+    def add(i: jax.Array, sums: tuple) -> tuple:
+        d = samples[i].astype(jnp.float64) - shift
+        d2 = d * d
+        return (sums[0] + d, sums[1] + d2, sums[2] + d2 * d, sums[3] + d2 * d2)
+
+    return jax.lax.fori_loop(0, valid, add, state)
+
+
+def moments_from_samples(samples: PyTree, *, batches: int = 1) -> Moments:
+    """Moments of samples you already hold (e.g. real JVP estimates), computed in float64.
+
+    Args:
+        samples: a pytree whose leaves have a leading sample axis of the same size.
+        batches: group consecutive samples into this many batches (see :func:`monte_carlo`).
+    """
+    leaves = jax.tree_util.tree_leaves(samples)
+    if not leaves:
+        raise ValueError("samples is an empty pytree; pass arrays with a leading sample axis")
+    num = int(np.shape(leaves[0])[0])
+    if any(np.shape(leaf)[0] != num for leaf in leaves):
+        raise ValueError("every leaf of samples needs the same leading (sample) axis")
+    batches = _check_num(batches, "batches")
+    if batches > num:
+        raise ValueError(f"batches={batches} is more than the {num} samples; every batch needs at least one sample")
+    flat = np.concatenate([np.reshape(np.asarray(leaf, np.float64), (num, -1)) for leaf in leaves], axis=1)
+    like = jax.tree_util.tree_map(lambda leaf: np.zeros(np.shape(leaf)[1:]), samples)
+    shift = flat[0]
+    d = flat - shift
+    bounds = [(b * num) // batches for b in range(batches + 1)]
+    sums = np.stack([d.sum(0), (d**2).sum(0), (d**3).sum(0), (d**4).sum(0)])
+    parts = [d[bounds[b] : bounds[b + 1]] for b in range(batches)]
+    batch_stats = [_mean_var(np.stack([p.sum(0), (p**2).sum(0)]), p.shape[0]) for p in parts]
+    return _moments(sums, num, shift, batch_stats, bounds, like)
+
+
+def _moments(sums: np.ndarray, num: int, shift: np.ndarray, batch_stats: list, bounds: list[int], like: PyTree) -> Moments:
+    """Assemble :class:`Moments` from power sums about ``shift`` and per-batch (mean, var) about it."""
+    mean_d, var = _mean_var(sums, num)
+    fourth = _central_fourth(sums, num, mean_d)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var_of_var = fourth / num - var**2 * (num - 3) / (num * (num - 1.0))
+    return Moments(
+        mean=unravel_host(shift + mean_d, like),
+        var=unravel_host(var, like),
+        var_stderr=unravel_host(np.sqrt(np.maximum(var_of_var, 0.0)), like),
+        num_samples=num,
+        fourth_moment=unravel_host(fourth, like),
+        batch_means=unravel_host(np.stack([m for m, _ in batch_stats]) + shift, like),
+        batch_vars=unravel_host(np.stack([v for _, v in batch_stats]), like),
+        batch_sizes=np.diff(np.asarray(bounds)),
+    )
+
+
+def _mean_var(sums: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean deviation and unbiased variance from power sums about a shift."""
+    mean = sums[0] / count
+    m2 = np.maximum(sums[1] - count * mean**2, 0.0)
+    var = m2 / (count - 1) if count > 1 else np.full_like(mean, np.nan)
+    return mean, var
+
+
+def _central_fourth(sums: np.ndarray, count: int, mean: np.ndarray) -> np.ndarray:
+    """Plug-in fourth central moment from power sums 1..4 about a shift."""
+    s2, s3, s4 = sums[1] / count, sums[2] / count, sums[3] / count
+    return np.maximum(s4 - 4 * mean * s3 + 6 * mean**2 * s2 - 3 * mean**4, 0.0)

@@ -1,0 +1,320 @@
+r"""Theory against Monte Carlo: does a predicted mean or variance hold?
+
+The test is distribution-free, so its false-failure rate holds at finite N for the heavy,
+skewed tails of forward-gradient samples (where a Gaussian z-test at :math:`10^{-6}` fails
+far more often than :math:`10^{-6}`, see ``../shared/TESTING.md``).
+
+**Median of batches.** The samples are split into :math:`k` batches. Batch :math:`b` gives
+an unbiased estimate :math:`X_b` (its mean, or its unbiased variance) with known standard
+deviation :math:`\sigma_b`: :math:`\sigma/\sqrt{m_b}` for a mean, and
+:math:`\sqrt{\mu_4/m_b - \sigma^4(m_b-3)/(m_b(m_b-1))}` for a variance. Chebyshev gives
+:math:`P(|X_b-\theta|\ge t\sigma_b)\le 1/t^2`; the median of the standardised deviations
+:math:`z_b=(X_b-\theta)/\sigma_b` exceeds :math:`t` in absolute value only if at least
+:math:`\lceil k/2\rceil` batches do, so
+
+.. math:: P\big(|\operatorname{median}_b z_b| \ge t\big) \le P\big(\mathrm{Bin}(k, \min(1, t^{-2})) \ge \lceil k/2\rceil\big),
+
+which is the p-value of one coordinate. No normality, no independence across coordinates.
+
+**Family.** Coordinates are dependent (they share :math:`\nabla\cdot v`), so per-coordinate
+p-values are combined by Bonferroni/Holm, valid under any dependence. A pooled statistic
+over all coordinates, the mean ratio :math:`R_b = \frac1m\sum_i X_{b,i}/\theta_i`, has
+standard deviation at most :math:`\frac1m\sum_i\sigma_{b,i}/\theta_i` (triangle inequality,
+any dependence) and is tested the same way. The family p-value is
+:math:`\min(1, 2\min(m\,p_{\min}, p_{\text{pooled}}))`.
+
+**Noise level.** :math:`\sigma` and :math:`\mu_4` are exact when a law is passed (then the
+false-failure rate is at most ``alpha`` by construction); otherwise they are the sample
+moments, and the guarantee is asymptotic.
+
+**Ratio.** The measured ratio of truth to prediction is the mean over batches of
+:math:`R_b`; its 95 % interval is the Student-t interval of the batch ratios (batch means
+method). It describes precision; the p-value is the decision.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import scipy.stats
+
+from snrkit._tree import PyTree, ravel_host
+from snrkit.laws import Law
+from snrkit.montecarlo import Moments
+
+#: Default false-failure rate of one comparison.
+DEFAULT_ALPHA = 1e-6
+
+# Relative deviations below this are float32 rounding of the samples, not disagreement;
+# it only matters where the predicted noise is exactly zero (a deterministic coordinate).
+_ROUNDING = 1e-5
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Outcome of a theory-vs-Monte-Carlo comparison.
+
+    Attributes:
+        quantity: ``"mean"`` or ``"var"``.
+        holds: ``p_value > alpha``: the prediction is consistent with the samples.
+        p_value: family-wise p-value (per-coordinate Bonferroni and pooled gate combined).
+        alpha: the false-failure rate the decision was taken at.
+        ratio: measured / predicted, pooled over coordinates (mean of per-coordinate ratios).
+        ratio_ci: 95 % interval of ``ratio`` (batch means, Student t).
+        pooled_p: p-value of the pooled gate alone.
+        coordinate_p: unadjusted p-value of each coordinate (flat, ravel order).
+        rejected: coordinates rejected by Holm's procedure at ``alpha / 2`` (flat).
+        deviation: median standardised deviation of each coordinate (flat).
+        predicted: the prediction (flat).
+        measured: the Monte Carlo estimate over all samples (flat).
+        noise: ``"exact"`` (from a law) or ``"empirical"`` (from the samples).
+        num_samples: samples behind the measurement.
+        num_batches: batches in the median-of-batches test.
+    """
+
+    quantity: Literal["mean", "var"]
+    holds: bool
+    p_value: float
+    alpha: float
+    ratio: float
+    ratio_ci: tuple[float, float]
+    pooled_p: float
+    coordinate_p: np.ndarray = field(repr=False)
+    rejected: np.ndarray = field(repr=False)
+    deviation: np.ndarray = field(repr=False)
+    predicted: np.ndarray = field(repr=False)
+    measured: np.ndarray = field(repr=False)
+    noise: str = "exact"
+    num_samples: int = 0
+    num_batches: int = 0
+
+    @property
+    def worst(self) -> int:
+        """Flat index of the coordinate with the smallest p-value."""
+        return int(np.argmin(self.coordinate_p))
+
+    def __str__(self) -> str:
+        verdict = "holds" if self.holds else "REFUTED"
+        lo, hi = self.ratio_ci
+        i = self.worst
+        return (
+            f"{self.quantity}: {verdict} (p = {self.p_value:.3g}, alpha = {self.alpha:g}); "
+            f"measured/predicted = {self.ratio:.4g} [95 % CI {lo:.4g}, {hi:.4g}]; "
+            f"{int(self.rejected.sum())}/{self.rejected.size} coordinates rejected; worst #{i}: "
+            f"measured {self.measured[i]:.4g} vs predicted {self.predicted[i]:.4g}; "
+            f"{self.num_samples} samples in {self.num_batches} batches, {self.noise} noise"
+        )
+
+
+def median_pvalue(deviation: np.ndarray | float, num_batches: int) -> np.ndarray:
+    """P-value of a median standardised deviation ``u`` over ``num_batches`` batches.
+
+    :math:`P(\\mathrm{Bin}(k, \\min(1, u^{-2})) \\ge \\lceil k/2\\rceil)`: Chebyshev per batch,
+    then the binomial tail of the number of batches beyond ``u``.
+    """
+    u = np.abs(np.asarray(deviation, dtype=np.float64))
+    with np.errstate(divide="ignore"):
+        q = np.minimum(1.0, 1.0 / u**2)
+    return scipy.stats.binom.sf(math.ceil(num_batches / 2) - 1, num_batches, q)
+
+
+def critical_deviation(num_batches: int, alpha: float) -> float:
+    """Smallest ``u`` whose :func:`median_pvalue` is at most ``alpha`` (``inf`` if none is)."""
+    if median_pvalue(1e12, num_batches) > alpha:
+        return math.inf
+    lo, hi = 1.0, 1e12
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if median_pvalue(mid, num_batches) > alpha else (lo, mid)
+    return hi
+
+
+def compare_variance(
+    moments: Moments,
+    predicted: PyTree | Law,
+    *,
+    law: Law | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    pooled_only: bool = False,
+) -> Comparison:
+    """Test a predicted per-coordinate variance against sampled moments.
+
+    Args:
+        moments: from :func:`snrkit.monte_carlo` with ``batches`` ≥ 8 (32 is a good default).
+        predicted: the predicted variance, shaped like the gradient (or flat), or a law
+            whose ``var()`` is the prediction.
+        law: the law the samples came from; its exact variance and fourth moment set the
+            noise level. Defaults to ``predicted`` when that is a law; otherwise the noise is
+            estimated from the samples.
+        alpha: false-failure rate of the decision.
+        pooled_only: decide on the pooled ratio alone, for claims about the average over
+            coordinates (e.g. "the mean entry variance equals ‖∇‖²") rather than each entry.
+
+    Returns:
+        A :class:`Comparison`; ``.holds`` is the decision.
+    """
+    if isinstance(predicted, Law):
+        law = law if law is not None else predicted
+        predicted = predicted.flat_var()
+    pred = _flat(predicted, moments)
+    sizes = moments.batch_sizes.astype(np.float64)[:, None]
+    if law is not None:
+        sigma2 = np.asarray(law.flat_var(), dtype=np.float64)
+        mu4 = np.asarray(law.flat_fourth_central_moment(), dtype=np.float64)
+        noise = "exact"
+    else:
+        sigma2, mu4, noise = moments.flat("var"), moments.flat("fourth_moment"), "empirical"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        batch_sd = np.sqrt(np.maximum(mu4 / sizes - sigma2**2 * (sizes - 3) / (sizes * (sizes - 1)), 0.0))
+    return _compare(
+        "var", moments.flat("batch_vars"), batch_sd, pred, moments.flat("var"), moments, noise, alpha, pooled_only
+    )
+
+
+def compare_mean(
+    moments: Moments, predicted: PyTree | Law, *, law: Law | None = None, alpha: float = DEFAULT_ALPHA
+) -> Comparison:
+    """Test a predicted mean against sampled moments (see :func:`compare_variance`).
+
+    The pooled gate projects the bias on the predicted mean: the ratio is
+    :math:`\\langle \\bar g, \\theta\\rangle / \\|\\theta\\|^2`, so an estimate of
+    :math:`c\\,\\nabla` shows up as ratio :math:`c`.
+    """
+    if isinstance(predicted, Law):
+        law = law if law is not None else predicted
+        predicted = predicted.flat_mean()
+    pred = _flat(predicted, moments)
+    sizes = moments.batch_sizes.astype(np.float64)[:, None]
+    sigma2 = np.asarray(law.flat_var(), dtype=np.float64) if law is not None else moments.flat("var")
+    batch_sd = np.sqrt(sigma2 / sizes)
+    noise = "exact" if law is not None else "empirical"
+    return _compare("mean", moments.flat("batch_means"), batch_sd, pred, moments.flat("mean"), moments, noise, alpha)
+
+
+def _flat(predicted: PyTree, moments: Moments) -> np.ndarray:
+    pred = ravel_host(predicted)
+    n = ravel_host(moments.mean).size
+    if pred.size != n:
+        raise ValueError(f"the prediction has {pred.size} coordinates but the samples have {n}; predict every coordinate")
+    if not np.all(np.isfinite(pred)):
+        raise ValueError("the prediction has NaN or inf entries; a formula must give a finite value for every coordinate")
+    return pred
+
+
+def _standardise(estimates: np.ndarray, theta: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """``(estimates - theta) / sd`` with zero-noise coordinates judged up to float32 rounding."""
+    diff = estimates - theta
+    scale = np.abs(theta) + np.abs(estimates)
+    exact = np.abs(diff) <= _ROUNDING * scale
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = diff / sd
+    z = np.where(sd > 0, z, np.where(exact, 0.0, np.copysign(np.inf, diff)))
+    return np.where(exact & (sd == 0), 0.0, z)
+
+
+def _compare(
+    quantity: Literal["mean", "var"],
+    batch_estimates: np.ndarray,
+    batch_sd: np.ndarray,
+    pred: np.ndarray,
+    measured: np.ndarray,
+    moments: Moments,
+    noise: str,
+    alpha: float,
+    pooled_only: bool = False,
+) -> Comparison:
+    k = moments.num_batches
+    if k < 2:
+        raise ValueError(
+            "the comparison needs the samples in batches: call monte_carlo(..., batches=32) "
+            "(at least 8 batches give a test with power)"
+        )
+    z = _standardise(batch_estimates, pred[None, :], batch_sd)
+    deviation = np.median(z, axis=0)
+    coordinate_p = median_pvalue(deviation, k)
+    m = coordinate_p.size
+    family_p = min(1.0, m * float(coordinate_p.min()))
+    rejected = _holm(coordinate_p, alpha / 2)
+
+    # Pooled gate: one ratio per batch, with a bound on its standard deviation.
+    if quantity == "var":
+        use = pred > 0
+        weights = np.where(use, 1.0 / np.where(use, pred, 1.0), 0.0) / max(int(use.sum()), 1)
+        ratios = (batch_estimates * weights).sum(axis=1)
+        expected = 1.0 if use.any() else 0.0
+    else:
+        norm2 = float(pred @ pred)
+        weights = pred / norm2 if norm2 > 0 else np.zeros_like(pred)
+        ratios = (batch_estimates * weights).sum(axis=1)
+        expected = 1.0 if norm2 > 0 else 0.0
+    ratio_sd = (batch_sd * np.abs(weights)).sum(axis=1)
+    if expected == 0.0:
+        pooled_p = 1.0
+    else:
+        pooled_z = _standardise(ratios, np.full_like(ratios, expected), ratio_sd)
+        pooled_p = float(median_pvalue(np.median(pooled_z), k))
+    if pooled_only:
+        p_value, rejected = pooled_p, np.zeros_like(rejected)
+    else:
+        p_value = min(1.0, 2.0 * min(family_p, pooled_p))
+    ratio = float(np.mean(ratios)) if expected else math.nan
+    spread = float(np.std(ratios, ddof=1)) / math.sqrt(k)
+    half = float(scipy.stats.t.ppf(0.975, k - 1)) * spread
+    return Comparison(
+        quantity=quantity,
+        holds=bool(p_value > alpha),
+        p_value=p_value,
+        alpha=alpha,
+        ratio=ratio,
+        ratio_ci=(ratio - half, ratio + half),
+        pooled_p=pooled_p,
+        coordinate_p=coordinate_p,
+        rejected=rejected,
+        deviation=deviation,
+        predicted=pred,
+        measured=measured,
+        noise=noise,
+        num_samples=moments.num_samples,
+        num_batches=k,
+    )
+
+
+def _holm(p: np.ndarray, alpha: float) -> np.ndarray:
+    """Holm's step-down rejections (family-wise error ≤ alpha under any dependence)."""
+    order = np.argsort(p)
+    m = p.size
+    thresholds = alpha / (m - np.arange(m))
+    passed = p[order] <= thresholds
+    stop = m if passed.all() else int(np.argmin(passed))
+    rejected = np.zeros(m, bool)
+    rejected[order[:stop]] = True
+    return rejected
+
+
+def guaranteed_power(
+    law: Law, wrong: PyTree, *, num_samples: int, batches: int, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_ALPHA
+) -> float:
+    """How surely :func:`compare_variance` rejects a wrong variance formula, by design.
+
+    With batches of equal size :math:`m`, the median standardised deviation from the truth
+    is below :math:`t_\\beta` with probability at least :math:`1-\\beta`; the wrong formula is
+    then rejected whenever some coordinate has
+    :math:`|\\sigma^2_i - w_i|/\\sigma_{b,i} \\ge t_\\beta + t_{\\alpha/(2m)}`.
+
+    Returns:
+        :math:`\\max_i |\\sigma^2_i - w_i| / (\\sigma_{b,i}(t_\\beta + t_{\\alpha/(2n)}))`: at least 1
+        means the wrong formula is rejected with probability at least :math:`1-\\beta`.
+    """
+    if num_samples % batches:
+        raise ValueError("guaranteed_power assumes equal batches: make num_samples a multiple of batches")
+    m = num_samples // batches
+    sigma2 = np.asarray(law.flat_var(), dtype=np.float64)
+    mu4 = np.asarray(law.flat_fourth_central_moment(), dtype=np.float64)
+    sd = np.sqrt(mu4 / m - sigma2**2 * (m - 3) / (m * (m - 1)))
+    n = sigma2.size
+    margin = critical_deviation(batches, beta) + critical_deviation(batches, alpha / (2 * n))
+    gap = np.abs(sigma2 - ravel_host(wrong))
+    return float(np.max(gap / (sd * margin)))
