@@ -9,10 +9,11 @@ Typical use::
     sk.stats.compare_variance(m, law)               # does the formula hold?
 """
 
-from snrkit import probes, stats
+from snrkit import claims, probes, stats
+from snrkit.claims import CLAIMS, Verdict, verify
 from snrkit.estimators import Estimator, ForwardGradient, Partitioned
 from snrkit.laws import BlockProbeLaw, Law
-from snrkit.montecarlo import Moments, monte_carlo
+from snrkit.montecarlo import Moments, moments_from_samples, monte_carlo
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,11 @@ __all__ = [
     "BlockProbeLaw",
     "Moments",
     "monte_carlo",
+    "moments_from_samples",
+    "claims",
+    "CLAIMS",
+    "Verdict",
+    "verify",
     "probes",
     "stats",
 ]

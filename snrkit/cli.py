@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,24 @@ class ProbeChoice(str, Enum):
     both = "both"
 
 
+def _enable_compilation_cache() -> None:
+    """Keep compiled programs between runs of the command (a user cache folder, not the library's default)."""
+    import jax
+
+    folder = Path(os.environ.get("SNRKIT_CACHE_DIR", Path.home() / ".cache" / "snrkit")) / "jax"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # a read-only home only costs the speed-up
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+@app.callback()
+def _main() -> None:
+    _enable_compilation_cache()
+
+
 @contextmanager
 def _progress() -> Iterator[tuple]:
     bar = Progress(
@@ -52,7 +71,6 @@ def _progress() -> Iterator[tuple]:
         bar.update(tasks[what], completed=done, total=total)
 
     def on_step(text: str) -> None:
-        bar.console.log(text) if console.is_terminal else None
         if "step" not in tasks:
             tasks["step"] = bar.add_task(text, total=None)
         bar.update(tasks["step"], description=text)
@@ -68,18 +86,20 @@ def _fail(error: Exception) -> None:
 
 def _verdict_table(verdicts: list, title: str) -> Table:
     table = Table(title=title)
-    for column in ("claim", "probe", "verdict", "truth / claim [95 % CI]", "exact", "p", "n"):
-        table.add_column(column, justify="left" if column in ("claim", "probe", "verdict") else "right")
+    for column in ("claim", "data", "probe", "verdict", "truth / claim [95 % CI]", "exact", "p", "n"):
+        table.add_column(column, justify="left" if column in ("claim", "data", "probe", "verdict") else "right")
     colour = {"holds": "green", "refuted": "red", "not resolved": "yellow"}
     for v in verdicts:
+        n = v.setting.get("n", "")
         table.add_row(
             v.id,
+            str(v.setting.get("data", "")),
             str(v.setting.get("probe", "")),
             f"[{colour[v.verdict]}]{v.verdict}[/]",
             f"{v.ratio:.4g} [{v.ratio_ci[0]:.4g}, {v.ratio_ci[1]:.4g}]",
             f"{v.exact_ratio:.4g}",
             f"{v.p_value:.2g}",
-            str(v.setting.get("n", "")),
+            f"{n[0]}–{n[-1]}" if isinstance(n, list) else str(n),
         )
     return table
 

@@ -65,13 +65,19 @@ def _arrays(data: Data) -> tuple[Array, Array]:
             "data must be a snrkit.data.Dataset or a pair (x, y) of arrays; "
             f"got {type(data).__name__}."
         )
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    x, y = _on_device(x), _on_device(y)
     if x.ndim < 1 or y.ndim < 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(
             "data needs x and y with the same, non-zero number of examples on axis 0; got "
             f"x of shape {x.shape} and y of shape {y.shape}."
         )
     return x, y
+
+
+def _on_device(a: Any) -> Array:
+    # device_put is a plain transfer (dtype canonicalised as jnp.asarray would), whereas
+    # jnp.asarray compiles a small identity program per new shape.
+    return a if isinstance(a, jax.Array) else jax.device_put(np.asarray(a))
 
 
 def _check_chunk_size(chunk_size: int | None) -> None:
@@ -281,6 +287,12 @@ _OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
 }
 
 
+@functools.partial(jax.jit, static_argnames=("optimizer",))
+def _opt_init(optimizer, learning_rate, params):
+    # Compiled: eagerly, the optimiser's zeros_like would compile one program per leaf.
+    return _OPTIMIZERS[optimizer](learning_rate).init(params)
+
+
 @functools.partial(jax.jit, static_argnames=("config",))
 def _update(config, learning_rate, params, opt_state, order, position, x, y):
     # A module-level jit keyed on the (hashable) configuration, so repeated train() calls
@@ -363,7 +375,7 @@ def train(
     if params is None:
         params = network.init(init_key)
     learning_rate = float(learning_rate)
-    opt_state = _OPTIMIZERS[optimizer](learning_rate).init(params)
+    opt_state = _opt_init(optimizer, learning_rate, params)
     config = (network, optimizer, batch_size)
 
     # One shuffle per epoch, not per step: a permutation costs ~1.7 ms on CPU for 1797

