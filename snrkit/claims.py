@@ -78,6 +78,11 @@ def _block_norms(grad: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.bincount(ids, weights=grad**2)[ids]
 
 
+def _sum_of_others(grad: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    """:math:`\\sum_{j\\ne i}\\nabla_j^2`: the Rademacher truth, stated by Daprato and Yao for Gaussians."""
+    return grad @ grad - grad**2
+
+
 def _homogeneous_sigma2(grad: np.ndarray) -> float:
     """σ² of 'homogeneous entries' (Yao eqs. 8-9), read as the mean squared entry."""
     return float(np.mean(grad**2))
@@ -169,7 +174,7 @@ CLAIMS: dict[str, Claim] = {
             "exact identity",
             "forward gradient, Gaussian probe, K = 1",
             "entry-variance",
-            predict=lambda g, ids, k: g @ g - g**2,
+            predict=_sum_of_others,
         ),
         Claim(
             "yao-eq6",
@@ -179,7 +184,7 @@ CLAIMS: dict[str, Claim] = {
             "exact identity",
             "forward gradient, Gaussian probe, K = 1",
             "entry-variance",
-            predict=lambda g, ids, k: g @ g - g**2,
+            predict=_sum_of_others,
         ),
         Claim(
             "yao-eq7",
@@ -190,7 +195,7 @@ CLAIMS: dict[str, Claim] = {
             "forward gradient, Gaussian probe, K = 4 directions",
             "entry-variance",
             directions=4,
-            predict=lambda g, ids, k: (g @ g - g**2) / k,
+            predict=lambda g, ids, k: _sum_of_others(g, ids, k) / k,
         ),
         Claim(
             "yao-eq8",

@@ -14,7 +14,6 @@ false failure of the right formula ≤ 1e-6 as well.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
