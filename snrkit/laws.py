@@ -154,17 +154,22 @@ class Law(ABC):
         """
         return self._unravel(self.flat_fourth_central_moment())
 
+    def projected_variance(self, weights: np.ndarray) -> float:
+        """:math:`\\operatorname{Var}[w\\cdot g] = w^\\top\\operatorname{Cov}[g]\\,w` for flat weights ``w``, without forming Cov."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form projected variance")
+
     def cov(self, *, max_bytes: int = DEFAULT_COV_MAX_BYTES) -> jax.Array:
         """Dense covariance ``(n, n)`` in ravel order.
 
         Args:
-            max_bytes: refuse to allocate more than this.
+            max_bytes: refuse to allocate more than this (the result and its float64 work arrays).
 
         Raises:
             ValueError: ``n × n`` entries would exceed ``max_bytes``.
         """
         n = self.num_coordinates
-        need = n * n * jnp.dtype(self.dtype).itemsize
+        # The result, plus the float64 outer product and block mask built on the way.
+        need = n * n * (jnp.dtype(self.dtype).itemsize + 8 + 8 + 1)
         if need > max_bytes:
             raise ValueError(
                 f"cov() would hold an {n} x {n} matrix ({need / 2**30:.1f} GiB), more than "
@@ -356,6 +361,17 @@ class BlockProbeLaw(Law):
         """
         return self._exact("fourth")
 
+    def projected_variance(self, weights: np.ndarray) -> float:
+        r""":math:`\frac1K\Big(\sum_B \big(\|\nabla_B\|^2\|w_B\|^2 + (\nabla_B\cdot w_B)^2\big) + (\kappa-3)\sum_i w_i^2\nabla_i^2\Big)`, in O(n)."""
+        g = np.asarray(self._flat_grad, np.float64)
+        w = np.asarray(weights, np.float64)
+        ids = np.zeros(g.size, np.int64) if self.block_ids is None else np.asarray(self.block_ids)
+        norms = np.bincount(ids, weights=g * g, minlength=self.num_blocks)
+        w_norms = np.bincount(ids, weights=w * w, minlength=self.num_blocks)
+        dots = np.bincount(ids, weights=g * w, minlength=self.num_blocks)
+        total = norms @ w_norms + dots @ dots + (self.probe.m4 - 3.0) * np.sum(w * w * g * g)
+        return float(total / self.directions)
+
     def flat_cov(self) -> jax.Array:
         r""":math:`\frac1K\big(\bigoplus_B(\|\nabla_B\|^2 I + \nabla_B\nabla_B^\top) + (\kappa-3)\operatorname{diag}\nabla^2\big)`."""
         return self._exact("cov")
@@ -369,12 +385,33 @@ def _block_power_sums(g: jax.Array, ids: jax.Array | None, num_blocks: int, powe
     return jax.ops.segment_sum(x, ids, num_segments=num_blocks)[ids]
 
 
+def _sum_of_others(x: jax.Array, ids: jax.Array | None, num_blocks: int) -> jax.Array:
+    """:math:`\\sum_{j\\in B(i), j\\ne i} x_j` for non-negative ``x``, without cancellation.
+
+    ``Σ_B − x_i`` loses every digit at a block's dominant entry (e.g. ∇ = (1, 1e-6)), so
+    there the sum is taken over the other entries directly; elsewhere ``x_i`` is at most
+    the block's largest entry, which stays in the sum, so the subtraction loses at most
+    one bit.
+    """
+    n = x.shape[0]
+    block = jnp.zeros(n, jnp.int32) if ids is None else ids
+    segments = 1 if ids is None else num_blocks
+    top = jax.ops.segment_max(x, block, num_segments=segments)[block]
+    index = jnp.arange(n)
+    first_top = jax.ops.segment_min(jnp.where(x == top, index, n), block, num_segments=segments)[block]
+    is_top = index == first_top
+    total = jax.ops.segment_sum(x, block, num_segments=segments)[block]
+    without_top = jax.ops.segment_sum(jnp.where(is_top, 0.0, x), block, num_segments=segments)[block]
+    return jnp.where(is_top, without_top, total - x)
+
+
 @partial(jax.jit, static_argnums=(2, 3, 4))
 def _exact_var(grad: jax.Array, ids: jax.Array | None, num_blocks: int, probe: Probe, k: int) -> jax.Array:
     if probe.m4 < 2.0:
-        # ‖∇_B‖² − (2−κ)∇_i² can cancel (Rademacher, dominant ∇_i): subtract in float64.
-        g = grad.astype(jnp.float64)
-        return ((_block_power_sums(g, ids, num_blocks, 2) + (probe.m4 - 2.0) * g**2) / k).astype(grad.dtype)
+        # Written as Σ_{j≠i}∇_j² + (κ−1)∇_i², both non-negative: ‖∇_B‖² − (2−κ)∇_i² would
+        # cancel at a dominant ∇_i (Rademacher).
+        g2 = grad.astype(jnp.float64) ** 2
+        return ((_sum_of_others(g2, ids, num_blocks) + (probe.m4 - 1.0) * g2) / k).astype(grad.dtype)
     # Both terms are non-negative, so the gradient's dtype loses nothing after the sum of
     # squares (taken in float64), and the elementwise pass runs at float32 speed.
     norms = _block_power_sums(grad.astype(jnp.float64), ids, num_blocks, 2).astype(grad.dtype)
@@ -385,8 +422,8 @@ def _exact_var(grad: jax.Array, ids: jax.Array | None, num_blocks: int, probe: P
 def _exact_fourth(grad: jax.Array, ids: jax.Array | None, num_blocks: int, probe: Probe, k: int) -> jax.Array:
     g = grad.astype(jnp.float64)
     g2, g4 = g**2, g**4
-    r2 = _block_power_sums(g, ids, num_blocks, 2) - g2
-    r4 = _block_power_sums(g, ids, num_blocks, 4) - g4
+    r2 = _sum_of_others(g2, ids, num_blocks)
+    r4 = _sum_of_others(g4, ids, num_blocks)
     m4, m6, m8 = probe.m4, probe.m6, probe.m8
     mu4 = g4 * (m8 - 4 * m6 + 6 * m4 - 3) + 6 * g2 * (m6 - 2 * m4 + 1) * r2 + m4 * (3 * r2**2 + (m4 - 3) * r4)
     var1 = r2 + g2 + (m4 - 2.0) * g2

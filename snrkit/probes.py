@@ -33,6 +33,9 @@ Sampler = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
 class Probe:
     """One probe distribution: a sampler and the even moments of one entry.
 
+    Entries must be iid, symmetric about 0 (odd moments vanish: the fourth-moment formula
+    uses it) and of variance 1; ``m4``, ``m6``, ``m8`` are their even moments.
+
     Attributes:
         name: registry name.
         m4: :math:`\\mathbb{E}[v^4]`, the kurtosis :math:`\\kappa` (the variance is 1).
@@ -45,7 +48,17 @@ class Probe:
     m4: float
     m6: float
     m8: float
-    sampler: Sampler = field(repr=False, compare=False)
+    # Part of equality and hash: a Probe keys compiled samplers, so two probes with the same
+    # name and moments but different samplers must not share one.
+    sampler: Sampler = field(repr=False)
+
+    def __post_init__(self) -> None:
+        # Even moments of a variance-1 distribution grow: m4 ≥ 1 and m_{2p+2} ≥ m_{2p} (Lyapunov).
+        if not (1.0 <= self.m4 <= self.m6 <= self.m8) or not all(map(math.isfinite, (self.m4, self.m6, self.m8))):
+            raise ValueError(
+                f"probe {self.name!r}: even moments m4={self.m4}, m6={self.m6}, m8={self.m8} are not those of "
+                f"a distribution with variance 1 (need 1 <= m4 <= m6 <= m8, finite)"
+            )
 
     @property
     def kurtosis(self) -> float:

@@ -204,11 +204,15 @@ def _slopes(sweep_frame: pd.DataFrame) -> list[tuple[str, str, float, float, flo
 
 
 INTRO = (
-    "Every published statement about the variance of forward gradients in `shared/papers`, "
-    "verified with the real estimator on real gradients of an MLP trained for 100 Adam steps "
-    "on scikit-learn's digits. *holds* means the samples are consistent with the claim at a "
-    "false-refutation rate of 1e-6 (distribution-free test); *ratio* is measured truth / claim "
-    "with a 95 % interval; *exact ratio* is what snrkit's exact law gives on the same gradient."
+    "Every published statement about the variance of forward gradients in shared/papers, "
+    "checked on real gradients of an MLP trained for 100 Adam steps on scikit-learn's digits "
+    "(the output-layer bias where a claim needs a concentrated gradient to be testable). "
+    "refuted: the samples reject the claim; a true claim is refuted with probability at most "
+    "1e-6 (distribution-free median-of-batches test with the exact noise level; asymptotic for "
+    "the average-entry claim). holds: not refuted, and the test would have refuted a claim off "
+    "by a factor 2. not resolved: neither. frye-snr is a deterministic fit of the exact SNR "
+    "exponent (no p-value). ratio is measured truth / claim with a 95 % batch-means interval; "
+    "exact ratio is what snrkit's exact law gives on the same gradient."
 )
 
 

@@ -24,8 +24,11 @@ any dependence) and is tested the same way. The family p-value is
 :math:`\min(1, 2\min(m\,p_{\min}, p_{\text{pooled}}))`.
 
 **Noise level.** :math:`\sigma` and :math:`\mu_4` are exact when a law is passed (then the
-false-failure rate is at most ``alpha`` by construction); otherwise they are the sample
-moments, and the guarantee is asymptotic.
+false-failure rate is at most ``alpha`` by construction, up to float32 rounding of the
+samples); otherwise they are the sample moments, and the guarantee is asymptotic. The
+pooled gate of a mean uses the exact variance :math:`w^\top\operatorname{Cov}[g]\,w` of the
+projection; a pooled-only variance test (claims about the average entry) estimates its
+noise from the spread of the batch ratios, so its guarantee is asymptotic too.
 
 **Ratio.** The measured ratio of truth to prediction is the mean over batches of
 :math:`R_b`; its 95 % interval is the Student-t interval of the batch ratios (batch means
@@ -73,6 +76,9 @@ class Comparison:
         noise: ``"exact"`` (from a law) or ``"empirical"`` (from the samples).
         num_samples: samples behind the measurement.
         num_batches: batches in the median-of-batches test.
+        resolution: relative error of the pooled ratio that the pooled gate detects with
+            probability at least 1 − alpha, :math:`(t_\\alpha + t_\\alpha)\\,\\sigma_R`: a
+            prediction that holds is right to within about this much.
     """
 
     quantity: Literal["mean", "var"]
@@ -90,6 +96,7 @@ class Comparison:
     noise: str = "exact"
     num_samples: int = 0
     num_batches: int = 0
+    resolution: float = math.nan
 
     @property
     def worst(self) -> int:
@@ -191,7 +198,19 @@ def compare_mean(
     sigma2 = np.asarray(law.flat_var(), dtype=np.float64) if law is not None else moments.flat("var")
     batch_sd = np.sqrt(sigma2 / sizes)
     noise = "exact" if law is not None else "empirical"
-    return _compare("mean", moments.flat("batch_means"), batch_sd, pred, moments.flat("mean"), moments, noise, alpha)
+    pooled_sd = None
+    norm2 = float(pred @ pred)
+    if law is not None and norm2 > 0:
+        # The projection on the prediction has an exact variance (w^T Cov w); the triangle
+        # bound Σ|w_i|σ_i would be √n times too loose for a spread gradient.
+        try:
+            pooled_sd = np.sqrt(law.projected_variance(pred / norm2) / sizes[:, 0])
+        except NotImplementedError:
+            pooled_sd = None
+    return _compare(
+        "mean", moments.flat("batch_means"), batch_sd, pred, moments.flat("mean"), moments, noise, alpha,
+        pooled_sd=pooled_sd,
+    )
 
 
 def _flat(predicted: PyTree, moments: Moments) -> np.ndarray:
@@ -225,12 +244,23 @@ def _compare(
     noise: str,
     alpha: float,
     pooled_only: bool = False,
+    pooled_sd: np.ndarray | None = None,
 ) -> Comparison:
     k = moments.num_batches
     if k < 2:
         raise ValueError(
             "the comparison needs the samples in batches: call monte_carlo(..., batches=32) "
             "(at least 8 batches give a test with power)"
+        )
+    if quantity == "var" and int(moments.batch_sizes.min()) < 2:
+        raise ValueError(
+            f"a batch has {int(moments.batch_sizes.min())} sample: a batch variance needs at least 2. "
+            f"Use more samples or fewer batches (num_samples >= 2 * batches)."
+        )
+    if not (np.all(np.isfinite(batch_estimates)) and np.all(np.isfinite(batch_sd))):
+        raise ValueError(
+            "the sampled moments have NaN or inf entries (overflowing samples?); a comparison "
+            "needs finite samples: check the gradient's scale and the probe"
         )
     z = _standardise(batch_estimates, pred[None, :], batch_sd)
     deviation = np.median(z, axis=0)
@@ -250,7 +280,15 @@ def _compare(
         weights = pred / norm2 if norm2 > 0 else np.zeros_like(pred)
         ratios = (batch_estimates * weights).sum(axis=1)
         expected = 1.0 if norm2 > 0 else 0.0
-    ratio_sd = (batch_sd * np.abs(weights)).sum(axis=1)
+    if pooled_sd is not None:
+        ratio_sd = pooled_sd
+    elif pooled_only:
+        # An average claim is decided on the pooled ratio alone, whose exact noise would need
+        # every cross fourth moment; the batch-to-batch spread estimates it (asymptotic).
+        ratio_sd = np.full_like(ratios, np.std(ratios, ddof=1))
+        noise = "empirical (batch spread)"
+    else:
+        ratio_sd = (batch_sd * np.abs(weights)).sum(axis=1)
     if expected == 0.0:
         pooled_p = 1.0
     else:
@@ -261,6 +299,7 @@ def _compare(
     else:
         p_value = min(1.0, 2.0 * min(family_p, pooled_p))
     ratio = float(np.mean(ratios)) if expected else math.nan
+    resolution = 2 * critical_deviation(k, alpha) * float(np.median(ratio_sd)) if expected else math.nan
     spread = float(np.std(ratios, ddof=1)) / math.sqrt(k)
     half = float(scipy.stats.t.ppf(0.975, k - 1)) * spread
     return Comparison(
@@ -279,6 +318,7 @@ def _compare(
         noise=noise,
         num_samples=moments.num_samples,
         num_batches=k,
+        resolution=resolution,
     )
 
 
@@ -299,10 +339,10 @@ def guaranteed_power(
 ) -> float:
     """How surely :func:`compare_variance` rejects a wrong variance formula, by design.
 
-    With batches of equal size :math:`m`, the median standardised deviation from the truth
-    is below :math:`t_\\beta` with probability at least :math:`1-\\beta`; the wrong formula is
-    then rejected whenever some coordinate has
-    :math:`|\\sigma^2_i - w_i|/\\sigma_{b,i} \\ge t_\\beta + t_{\\alpha/(2m)}`.
+    With batches of equal size, the median standardised deviation from the truth is below
+    :math:`t_\\beta` with probability at least :math:`1-\\beta`; the wrong formula is then
+    rejected whenever some coordinate has
+    :math:`|\\sigma^2_i - w_i|/\\sigma_{b,i} \\ge t_\\beta + t_{\\alpha/(2n)}` (n coordinates).
 
     Returns:
         :math:`\\max_i |\\sigma^2_i - w_i| / (\\sigma_{b,i}(t_\\beta + t_{\\alpha/(2n)}))`: at least 1
@@ -317,4 +357,6 @@ def guaranteed_power(
     n = sigma2.size
     margin = critical_deviation(batches, beta) + critical_deviation(batches, alpha / (2 * n))
     gap = np.abs(sigma2 - ravel_host(wrong))
-    return float(np.max(gap / (sd * margin)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(gap > 0, gap / (sd * margin), 0.0)  # a noiseless, exactly right entry detects nothing
+    return float(np.max(ratio))

@@ -94,7 +94,13 @@ def test_correction_recovers_the_missing_terms(fresh_output_bias, claim_id, a, b
 def test_homogeneous_claims(claim_id, probe, expected):
     signs = np.where(np.random.default_rng(5).random(8) < 0.5, -1.0, 1.0)
     grad = jnp.asarray(0.3 * signs, jnp.float32)
-    v = claims.verify(claim_id, grad, key=pinned_key(9), num_samples=NUM, probe=probe, alpha=TEST_ALPHA)
+    if expected is False:
+        claim = claims.get_claim(claim_id)
+        law = claim.make_estimator(probe).given(grad)
+        flat = np.asarray(law.flat_mean(), np.float64)
+        wrong = claim.predict(flat, np.zeros(flat.size, int), claim.directions)
+        assert sk.stats.guaranteed_power(law, wrong, num_samples=2 * NUM, batches=BATCHES, alpha=TEST_ALPHA) >= 1
+    v = claims.verify(claim_id, grad, key=pinned_key(9), num_samples=2 * NUM, probe=probe, alpha=TEST_ALPHA)
     assert v.holds is expected, v
 
 
@@ -107,12 +113,24 @@ def test_partition_vs_directions(fresh_output_bias, probe, expected):
 
 
 def test_thread_claim_holds_to_leading_order():
-    """mean_i Var[g_i] = ‖∇‖²(1 + 1/n) under Gaussian probes: at n = 2410 the claim holds at this precision."""
+    """mean_i Var[g_i] = ‖∇‖²(1 + 1/n) under Gaussian probes: at n = 2410 the claim holds at this
+    precision, and the same pooled test refutes an average off by a factor 2 (negative control)."""
     _, grad = gradients.gradient_at(pinned_key(31), nets.mlp((64, 32, 10)), data.load_digits(), step=20)
     v = claims.verify("frye-thread", grad, key=pinned_key(11), quick=True, alpha=TEST_ALPHA)
-    assert v.holds is True
+    assert v.holds is True and v.resolution < 0.5
     n = v.setting["n"]
     assert v.exact_ratio == pytest.approx(1 + 1 / n, rel=1e-5)
+    law = sk.ForwardGradient().given(grad)
+    m = sk.monte_carlo(law, pinned_key(11), BATCHES * 128, batches=BATCHES)
+    flat = np.asarray(law.flat_mean(), np.float64)
+    wrong = sk.stats.compare_variance(m, np.full(n, 0.5 * flat @ flat), law=law, alpha=TEST_ALPHA, pooled_only=True)
+    assert not wrong.holds, str(wrong)
+
+
+def test_scaling_law_verdict():
+    """Frye's O(1/n) on the quick sweep: the exact exponent is within 0.1 of −1 and n·SNR ≤ 1."""
+    v = claims.verify("frye-snr", key=pinned_key(13), quick=True)
+    assert v.holds is True and abs(v.exact_ratio - 1) < 0.1 and v.setting["max n·SNR"] <= 1
 
 
 def test_unknown_claim():
@@ -131,5 +149,5 @@ def test_verdict_json_fields(fresh_output_bias):
 @pytest.mark.slow
 def test_unbiasedness_from_real_jvp_estimates():
     """Baydin's claim on the default network, from jax.jvp estimates (no backprop)."""
-    v = claims.verify("baydin-unbiased", key=pinned_key(12), quick=True)
-    assert v.holds is True and v.setting["path"].startswith("jax.jvp")
+    v = claims.verify("baydin-unbiased", key=pinned_key(12))
+    assert v.holds is True and v.setting["path"].startswith("jax.jvp") and v.resolution <= 0.5

@@ -87,3 +87,16 @@ def test_zero_gradient_compares_cleanly():
     assert sk.stats.compare_variance(m, law).holds
     assert sk.stats.compare_mean(m, law).holds
     assert not sk.stats.compare_variance(m, np.ones(4), law=law).holds
+
+
+def test_unusable_moments():
+    """Batches of one sample have no variance; NaN samples cannot be compared: both are errors, never a pass."""
+    law = sk.ForwardGradient().given(jnp.ones(3))
+    m = sk.monte_carlo(law, pinned_key(0), 40, batches=32)
+    with pytest.raises(ValueError, match="a batch has 1 sample"):
+        sk.stats.compare_variance(m, 1000 * np.asarray(law.flat_var()), law=law)
+
+
+def test_loss_must_be_scalar():
+    with pytest.raises(TypeError, match="loss_fn must return a scalar"):
+        sk.ForwardGradient().estimate(pinned_key(0), lambda w: w * 2.0, jnp.ones(3))

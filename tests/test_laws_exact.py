@@ -143,3 +143,33 @@ def test_var_keeps_precision_at_large_n():
     law = sk.ForwardGradient().given(jnp.full((n,), 1e-3, jnp.float32))
     expected = np.float32(np.float32(1e-3) ** 2 * n + 1e-6)
     np.testing.assert_allclose(np.asarray(law.var()[:3]), expected, rtol=2e-7)
+
+
+def test_dominant_coordinate_keeps_its_digits():
+    """Rademacher, ∇ = (1, 1e-6): Var = Σ_{j≠i}∇_j² = (1e-12, 1), μ₄ = 3R₂² − 2R₄ = (1e-24, 1); no cancellation."""
+    law = sk.ForwardGradient("rademacher").given(jnp.array([1.0, 1e-6]))
+    np.testing.assert_allclose(_flat(law.var()), [1e-12, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(_flat(law.fourth_central_moment()), [1e-24, 1.0], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "estimator", [sk.ForwardGradient("gaussian", 3), sk.Partitioned(2, "rademacher"), sk.Partitioned("leaves", "uniform", 2)]
+)
+def test_projected_variance_equals_quadratic_form_of_cov(estimator):
+    law = estimator.given({"a": jnp.array([1.0, -2.0, 0.5]), "b": jnp.array([3.0, 0.1])})
+    w = np.random.default_rng(0).normal(size=5)
+    cov = np.asarray(law.cov(), np.float64)
+    assert law.projected_variance(w) == pytest.approx(w @ cov @ w, rel=1e-5)
+
+
+def test_probes_with_other_samplers_are_different():
+    """A probe keys compiled samplers: same name and moments but another sampler must not compare equal."""
+    other = sk.probes.Probe("gaussian", 3.0, 15.0, 105.0, lambda key, shape, dtype: jnp.ones(shape, dtype))
+    assert other != sk.probes.get_probe("gaussian")
+    samples = np.asarray(sk.ForwardGradient(other).given(jnp.array([1.0, 2.0])).sample_flat(jax.random.key(0), 2))
+    np.testing.assert_array_equal(samples, [[3.0, 3.0], [3.0, 3.0]])  # v = 1: g = (∇·1)·1
+
+
+def test_impossible_probe_moments():
+    with pytest.raises(ValueError, match="not those of a distribution with variance 1"):
+        sk.probes.Probe("bad", 0.5, 1.0, 1.0, lambda key, shape, dtype: jnp.zeros(shape, dtype))

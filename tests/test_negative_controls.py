@@ -68,3 +68,33 @@ def test_biased_mean_rejected():
     assert sk.stats.compare_mean(m, law).holds
     wrong = sk.stats.compare_mean(m, 0.8 * np.asarray(law.flat_mean()), law=law)
     assert not wrong.holds and wrong.ratio > 1.15, str(wrong)
+
+
+def test_off_by_one_in_n_rejected():
+    """Yao's (n−1)σ²/K is the Rademacher truth for homogeneous entries; nσ²/K (off by one) is refuted.
+
+    n = 8, K = 4: a relative error of 1/7, caught because Rademacher samples have light tails.
+    """
+    grad = 0.5 * jnp.array([1.0, -1.0, 1.0, 1.0, -1.0, 1.0, -1.0, -1.0])
+    law = sk.ForwardGradient("rademacher", directions=4).given(grad)
+    n, sigma2 = 8, 0.25
+    wrong = np.full(n, n * sigma2 / 4)
+    num = BATCHES * 4096
+    assert sk.stats.guaranteed_power(law, wrong, num_samples=num, batches=BATCHES, alpha=TEST_ALPHA / 2) >= 1.0
+    m = sk.monte_carlo(law, pinned_key(23), num, batches=BATCHES)
+    assert sk.stats.compare_variance(m, np.full(n, (n - 1) * sigma2 / 4), law=law, alpha=TEST_ALPHA / 2).holds
+    assert not sk.stats.compare_variance(m, wrong, law=law, alpha=TEST_ALPHA / 2).holds
+
+
+def test_mean_off_by_half_rejected_on_a_whole_network():
+    """At network scale (n = 2410, spread gradient) the pooled mean gate, with the exact variance of
+    the projection, refutes E[g] = 0.5∇ and E[g] = 0 cannot pass as ∇; the truth holds."""
+    digits = data.load_digits().take(512)
+    net = nets.mlp((64, 32, 10))
+    grad = gradients.full_batch_gradient(net, net.init(pinned_key(6)), digits)
+    law = sk.ForwardGradient("gaussian").given(grad)
+    m = sk.monte_carlo(law, pinned_key(24), BATCHES * 128, batches=BATCHES)
+    flat = np.asarray(law.flat_mean(), np.float64)
+    assert sk.stats.compare_mean(m, law).holds
+    half = sk.stats.compare_mean(m, 0.5 * flat, law=law)
+    assert not half.holds and 1.7 < half.ratio < 2.3, str(half)

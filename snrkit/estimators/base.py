@@ -93,7 +93,13 @@ class BlockProbeEstimator(Estimator):
             tangent = probes[direction]
             if ids_arr is not None:
                 tangent = jnp.where(ids_arr == block, tangent, 0)
-            return jax.jvp(lambda p: loss_fn(p, *args), (params,), (unravel(tangent),))
+            value, deriv = jax.jvp(lambda p: loss_fn(p, *args), (params,), (unravel(tangent),))
+            if jnp.ndim(value) != 0:
+                raise TypeError(
+                    f"loss_fn must return a scalar (the loss to differentiate), got shape {jnp.shape(value)}; "
+                    f"reduce it, e.g. with jnp.mean"
+                )
+            return value, deriv
 
         jobs = jnp.arange(self.directions * num_blocks)
         losses, derivs = jax.lax.map(push_forward, jobs, batch_size=min(int(jobs.size), 16))
