@@ -182,6 +182,7 @@ def sweep(
     import jax
 
     from snrkit import sweeps
+    from snrkit.report import slope_rows
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -197,10 +198,7 @@ def sweep(
     table = Table(title="Log-log slope of the mean entry SNR against n")
     for column in ("estimator", "source", "slope [95 % CI]"):
         table.add_column(column)
-    for label in sorted(frame["label"].unique()):
-        for source in ("exact", "monte_carlo"):
-            if frame[(frame.label == label) & (frame.source == source)]["n"].nunique() >= 3:
-                s, lo, hi = sweeps.fit_loglog_slope(frame, "mean_entry_snr", label, source=source)
-                table.add_row(label, source, f"{s:.3f} [{lo:.3f}, {hi:.3f}]")
+    for label, source, s, lo, hi in slope_rows(frame):
+        table.add_row(label, source, f"{s:.3f} [{lo:.3f}, {hi:.3f}]")
     stdout.print(table)
     stdout.print(f"wrote {out}")

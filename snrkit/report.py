@@ -192,7 +192,8 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _slopes(sweep_frame: pd.DataFrame) -> list[tuple[str, str, float, float, float]]:
+def slope_rows(sweep_frame: pd.DataFrame) -> list[tuple[str, str, float, float, float]]:
+    """(label, source, slope, lo, hi) of the mean entry SNR for every estimator with three or more widths."""
     rows = []
     for label in sorted(sweep_frame["label"].unique()):
         for source in ("exact", "monte_carlo"):
@@ -226,7 +227,7 @@ def _markdown(claims_frame: pd.DataFrame, sweep_frame: pd.DataFrame, figures: di
             f"{r.exact_ratio:.4g} | {r.p_value:.2g} | {r.n} | {r.correction} |"
         )
     lines += ["", "## SNR against parameter count", "", "| estimator | source | slope of log SNR on log n [95 % CI] |", "| --- | --- | --- |"]
-    for label, source, slope, lo, hi in _slopes(sweep_frame):
+    for label, source, slope, lo, hi in slope_rows(sweep_frame):
         lines.append(f"| {label} | {source} | {slope:.3f} [{lo:.3f}, {hi:.3f}] |")
     lines += ["", "## Figures", ""]
     for name, path in figures.items():
@@ -246,8 +247,8 @@ def _html(claims_frame: pd.DataFrame, sweep_frame: pd.DataFrame, figures: dict[s
             + cell(f"{r.ratio:.4g} [{r.ratio_lo:.4g}, {r.ratio_hi:.4g}]") + cell(f"{r.exact_ratio:.4g}")
             + cell(f"{r.p_value:.2g}") + cell(r.n) + cell(r.statement) + cell(r.source) + cell(r.correction) + "</tr>"
         )
-    slope_rows = "".join(
-        f"<tr>{cell(label)}{cell(source)}{cell(f'{s:.3f} [{lo:.3f}, {hi:.3f}]')}</tr>" for label, source, s, lo, hi in _slopes(sweep_frame)
+    slope_html = "".join(
+        f"<tr>{cell(label)}{cell(source)}{cell(f'{s:.3f} [{lo:.3f}, {hi:.3f}]')}</tr>" for label, source, s, lo, hi in slope_rows(sweep_frame)
     )
     images = "".join(
         f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
@@ -260,6 +261,6 @@ def _html(claims_frame: pd.DataFrame, sweep_frame: pd.DataFrame, figures: dict[s
 td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}img{{max-width:100%}}</style></head><body>
 <h1>snrkit report{' (quick)' if quick else ''}</h1><p>{html.escape(INTRO)}</p>
 <h2>Verdicts</h2><table>{head}{''.join(rows)}</table>
-<h2>SNR against parameter count</h2><table><tr><th>estimator</th><th>source</th><th>slope [95 % CI]</th></tr>{slope_rows}</table>
+<h2>SNR against parameter count</h2><table><tr><th>estimator</th><th>source</th><th>slope [95 % CI]</th></tr>{slope_html}</table>
 <h2>Figures</h2>{images}</body></html>
 """
