@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from snrkit import claims, data, plots, sweeps
+from snrkit._io import write_atomic
 
 StepFn = Callable[[str], None]
 QUICK_TARGETS = sweeps.SWEEP_QUICK_TARGETS[:3]
@@ -165,7 +164,7 @@ def build_report(
         for probe in ("gaussian",) if quick else ("gaussian", "rademacher"):
             verdicts.append(claims.verify("frye-thread", key=jax.random.fold_in(key, 1), quick=quick, probe=probe, mnist_dir=mnist))
     claims_frame = verdict_frame(verdicts)
-    _write_atomic(out / "claims.csv", claims_frame.to_csv(index=False))
+    write_atomic(out / "claims.csv", claims_frame.to_csv(index=False))
 
     step("figures")
     figures = {
@@ -180,16 +179,9 @@ def build_report(
     for name, fig in figures.items():
         paths[name] = out / f"{name}.png"
         plots.save(fig, paths[name])
-    _write_atomic(out / "report.md", _markdown(claims_frame, sweep_frame, paths, quick))
-    _write_atomic(out / "report.html", _html(claims_frame, sweep_frame, paths, quick))
+    write_atomic(out / "report.md", _markdown(claims_frame, sweep_frame, paths, quick))
+    write_atomic(out / "report.html", _html(claims_frame, sweep_frame, paths, quick))
     return Report(out, verdicts, claims_frame, sweep_frame, paths)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def slope_rows(sweep_frame: pd.DataFrame) -> list[tuple[str, str, float, float, float]]:

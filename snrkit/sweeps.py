@@ -6,10 +6,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import uuid
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,6 +20,7 @@ import pandas as pd
 import scipy.stats
 
 from snrkit import gradients, nets
+from snrkit._io import write_atomic
 from snrkit._tree import check_key, ravel_host
 from snrkit.data import Dataset, load_digits
 from snrkit.estimators import Estimator, ForwardGradient, Partitioned
@@ -479,17 +478,4 @@ def _check_resumable(frame: pd.DataFrame, path: Path, config: dict[str, Any], mc
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` so that ``path`` is always either the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder as the target: os.replace is atomic only within one file system. Opened
-    # with "x" rather than by tempfile.mkstemp, whose 0600 mode the CSV would inherit.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "x", newline="") as handle:
-            frame.to_csv(handle, index=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, frame.to_csv(index=False))

@@ -298,22 +298,21 @@ def test_interrupted_sweep_leaves_only_complete_widths(tmp_path, monkeypatch, un
 def test_a_failed_write_keeps_the_previous_csv(tmp_path, monkeypatch, uninterrupted):
     """os.replace happens only after the whole file is written: a crash mid-write keeps the old file."""
     out = tmp_path / "sweep.csv"
-    real_to_csv = pd.DataFrame.to_csv
+    real_fsync = os.fsync
     writes = []
 
-    def flaky_to_csv(self, handle, *args, **kwargs):
-        writes.append(len(self))
-        if len(writes) == 2:
-            handle.write("dataset,train_steps\nhalf a line")
+    def flaky_fsync(fd):
+        writes.append(fd)
+        if len(writes) == 2:  # the second width's file is written but not yet in place
             raise OSError("disk full")
-        return real_to_csv(self, handle, *args, **kwargs)
+        return real_fsync(fd)
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", flaky_to_csv)
+    monkeypatch.setattr(os, "fsync", flaky_fsync)
     with pytest.raises(OSError, match="disk full"):
         sweeps.snr_sweep(key=pinned_key(1), out_csv=out, **SMALL)
-    monkeypatch.setattr(pd.DataFrame, "to_csv", real_to_csv)
+    monkeypatch.setattr(os, "fsync", real_fsync)
     saved = pd.read_csv(out)
-    assert len(saved) == 2 * ROWS_PER_WIDTH == writes[0]
+    assert len(saved) == 2 * ROWS_PER_WIDTH
     assert _leftovers(tmp_path) == []
 
 
