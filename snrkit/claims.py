@@ -392,7 +392,7 @@ def verify(
     num = num_samples or batches * 2048
     if claim.test == "snr-scaling":
         num = num_samples or batches * (32 if quick else 256)
-        return _verify_scaling(claim, key, num, batches, alpha, probe, quick, sweep_frame)
+        return _verify_scaling(claim, key, num, batches, probe, quick, sweep_frame)
     if claim.test == "partition-vs-directions":
         g, setting = (grad, {"data": "user gradient"}) if grad is not None else default_gradient("output-bias")
         # The sign of a trace difference of a few percent needs more samples than an entry claim.
@@ -415,9 +415,6 @@ def verify(
         num = batches * 4096  # tiny gradients: sampling is nearly free, and power grows like √N
     setting = {**setting, "n": law.num_coordinates, "probe": probe, "K": claim.directions,
                "estimator": str(estimator), "samples": num, "batches": batches, "alpha": alpha}
-    flat = np.asarray(law.flat_mean(), np.float64)
-    ids = np.zeros(flat.size, int) if law.block_ids is None else np.asarray(law.block_ids)
-    truth = np.asarray(law.flat_var(), np.float64)
     if claim.test == "mean":
         # Real JVP estimates cost a network pass each: 8192 of them resolve a factor 2 in the
         # mean (the projection's variance is ≈ 2/m per batch of m); quick uses law samples.
@@ -425,6 +422,9 @@ def verify(
         num = num_samples or (batches * 256 if jvp else num)
         setting["samples"] = num
         return _verify_mean(claim, estimator, law, setting, key, num, batches, alpha, mnist_dir, jvp)
+    flat = np.asarray(law.flat_mean(), np.float64)
+    ids = np.zeros(flat.size, int) if law.block_ids is None else np.asarray(law.block_ids)
+    truth = np.asarray(law.flat_var(), np.float64)
     pred = truth if claim.predict is None else claim.predict(flat, ids, claim.directions)
     moments = monte_carlo(law, key, num, batches=batches)
     pooled = claim.test == "average-variance"
@@ -537,7 +537,7 @@ def _verify_comparison(claim, grad, setting, key, num, batches, alpha, probe) ->
     )
 
 
-def _verify_scaling(claim, key, num, batches, alpha, probe, quick, sweep_frame=None) -> Verdict:
+def _verify_scaling(claim, key, num, batches, probe, quick, sweep_frame=None) -> Verdict:
     """Frye's O(1/n): the exponent of the mean entry SNR over MLP widths.
 
     "SNR is O(1/n)" is an asymptotic statement, not a value a finite sample can reject at

@@ -230,8 +230,7 @@ def _standardise(estimates: np.ndarray, theta: np.ndarray, sd: np.ndarray) -> np
     exact = np.abs(diff) <= _ROUNDING * scale
     with np.errstate(invalid="ignore", divide="ignore"):
         z = diff / sd
-    z = np.where(sd > 0, z, np.where(exact, 0.0, np.copysign(np.inf, diff)))
-    return np.where(exact & (sd == 0), 0.0, z)
+    return np.where(sd > 0, z, np.where(exact, 0.0, np.copysign(np.inf, diff)))
 
 
 def _compare(
