@@ -9,7 +9,25 @@ from pathlib import Path
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    r"""Write `text` to `path` through a temporary file in the same folder and `os.replace`.
+
+    Missing parent folders are created. On any error the temporary file is removed and
+    `path` keeps its old content (or stays absent).
+
+    Args:
+        path: the file to write.
+        text: its new content, written as UTF-8 with newlines untranslated.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = Path(folder) / "results" / "claims.csv"
+        ...     write_atomic(path, "claim,holds\n")
+        ...     write_atomic(path, "claim,holds\nyao-eq6,False\n")
+        ...     print(path.read_text().splitlines(), sorted(p.name for p in path.parent.iterdir()))
+        ['claim,holds', 'yao-eq6,False'] ['claims.csv']
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same folder as the target: os.replace is atomic only within one file system. Opened
     # with "x" rather than by tempfile.mkstemp, whose 0600 mode the result would inherit.

@@ -1,15 +1,33 @@
 r"""The claims ledger: published statements about forward-gradient noise, and their verdicts.
 
-Every claim carries its source (paper and equation, numbered as in ``shared/papers``), the
+Every claim carries its source (paper and equation, numbered as in `shared/papers`), the
 statement in LaTeX and in words, its kind, the estimator it speaks of, and the function that
-computes its prediction from a gradient. :func:`verify` runs the real estimator on a real
-gradient, compares it with the prediction using :mod:`snrkit.stats`, and returns a
-:class:`Verdict`. Nothing is stored: the verdict is recomputed on whatever gradient is given.
+computes its prediction from a gradient. [`verify`][snrkit.claims.verify] runs the real
+estimator on a real gradient, compares it with the prediction using
+[`snrkit.stats`][snrkit.stats], and returns a [`Verdict`][snrkit.claims.Verdict]. Nothing is
+stored: the verdict is recomputed on whatever gradient is given. The
+[claims ledger](../claims.md) shows every claim with the verdicts of the latest run.
 
-The truth for iid probes of kurtosis :math:`\kappa` (Gaussian 3, Rademacher 1) is
-:math:`\operatorname{Var}[g_i] = (\|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2)/K`; several claims
-are the Rademacher truth stated for Gaussian probes, so each per-entry claim can be verified
-under both probes (``probe="rademacher"``).
+The truth for iid probes of kurtosis $\kappa = \mathbb{E}[v^4]$ (Gaussian 3, Rademacher 1),
+averaged over $K$ directions, is
+
+$$
+\operatorname{Var}[g_i] = \frac{\|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2}{K},
+$$
+
+where $B(i)$ is the block of a partitioned probe that holds entry $i$ (all entries when the
+probe is not partitioned); it is derived in the docs: [Derivations](../derivations.md).
+Several claims are the Rademacher truth stated for Gaussian probes, so each per-entry claim
+can be verified under both probes (`probe="rademacher"`).
+
+Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> import snrkit as sk
+    >>> grad = jnp.array([3.0, -1.0, 0.5, 2.0])
+    >>> sk.verify("frye-eq5", grad, key=jax.random.key(0)).verdict
+    'refuted'
+    >>> sk.verify("snrkit-variance", grad, key=jax.random.key(0)).verdict
+    'holds'
 """
 
 from __future__ import annotations
@@ -31,44 +49,100 @@ from snrkit.montecarlo import moments_from_samples, monte_carlo
 from snrkit.stats import DEFAULT_ALPHA, compare_mean, compare_variance, median_pvalue
 
 Kind = Literal["exact identity", "leading order in n", "scaling law", "comparison between estimators"]
+"""How exact a claim is meant to be: an identity at every $n$, a statement to leading order
+in the number of entries $n$, an asymptotic scaling law, or a comparison of two estimators."""
+
 Test = Literal["mean", "entry-variance", "average-variance", "snr-scaling", "partition-vs-directions"]
+r"""How [`verify`][snrkit.claims.verify] tests a claim.
+
+- `"mean"`: $\mathbb{E}[g]$ against the prediction ([snrkit.stats.compare_mean][]).
+- `"entry-variance"`: every $\operatorname{Var}[g_i]$ against the prediction
+  ([snrkit.stats.compare_variance][]).
+- `"average-variance"`: only the mean over entries, $\frac1n\sum_i\operatorname{Var}[g_i]$.
+- `"snr-scaling"`: the log-log slope of the mean entry SNR over MLP widths
+  ([snrkit.sweeps.fit_loglog_slope][]).
+- `"partition-vs-directions"`: the sign of the difference of two total variances.
+"""
+
 Predict = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+"""`predict(grad, block_ids, K) -> prediction`: a claim's per-entry prediction from the flat
+float64 gradient, the block of each entry (all 0 without a partition) and $K$."""
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One published (or snrkit's own) statement about a gradient estimator.
+    r"""One published (or snrkit's own) statement about a gradient estimator.
 
-    Attributes:
-        id: stable identifier, e.g. ``"frye-eq5"``.
-        source: paper and equation.
-        latex: the statement in LaTeX.
-        words: the statement in words.
-        kind: exact identity, leading order in n, scaling law, or comparison.
-        estimator: the estimator and setting it speaks of, in words.
-        test: how it is verified.
-        directions: K of the estimator (directions averaged, or blocks of a partition).
-        partition: True when the estimator is a K-block partition.
-        gradient: the default real gradient: ``"output-bias"`` (a concentrated layer),
-            ``"network"`` (all parameters) or ``"homogeneous"`` (equal-magnitude entries,
-            the setting the claim assumes).
-        predict: ``predict(grad, block_ids, K) -> per-entry prediction`` (flat, float64).
+    A claim is data: where it was published (`source`), what it says (`latex`, `words`), the
+    estimator it speaks of, and `predict`, which turns a gradient into the per-entry value
+    the claim predicts. [`verify`][snrkit.claims.verify] tests that prediction against the
+    real estimator. The registered claims are [`CLAIMS`][snrkit.claims.CLAIMS]; the
+    [claims ledger](../claims.md) shows them with their verdicts.
+
+    Examples:
+        >>> import numpy as np
+        >>> from snrkit.claims import CLAIMS
+        >>> claim = CLAIMS["frye-eq5"]
+        >>> claim.source
+        'Frye (2022), eq. (5), its 2∇_i² from the unnumbered line before it'
+        >>> print(claim.latex)
+        \mathbb{V}[g_i] = 2\nabla_i^2 + 4\sum_{j\neq i}\nabla_j^2
+        >>> grad = np.array([3.0, 1.0])
+        >>> claim.predict(grad, np.zeros(2, int), 1).tolist()   # 2*9 + 4*1, 2*1 + 4*9
+        [22.0, 38.0]
     """
 
     id: str
+    """Stable identifier, e.g. `"frye-eq5"`: the key in [`CLAIMS`][snrkit.claims.CLAIMS] and
+    the `--claim` value of `snrkit verify`."""
     source: str
+    """Paper and equation (or section) the claim comes from, e.g. `"Frye (2022), eq. (5)"`."""
     latex: str
+    r"""The statement in LaTeX, in the paper's notation, e.g. `\mathbb{V}[g_i] \approx 4\|\nabla\|^2`."""
     words: str
+    """The statement in words."""
     kind: Kind
+    """How exact the statement is meant to be (see [`Kind`][snrkit.claims.Kind])."""
     estimator: str
+    """The estimator and setting the claim speaks of, in words."""
     test: Test
+    """How [`verify`][snrkit.claims.verify] tests it (see [`Test`][snrkit.claims.Test])."""
     directions: int = 1
+    """$K$: the number of averaged directions, or of blocks when `partition` is true."""
     partition: bool = False
+    """True when the estimator is a $K$-block [`Partitioned`][snrkit.estimators.Partitioned]
+    probe rather than $K$ averaged directions."""
     gradient: str = "output-bias"
+    """The real gradient the claim is verified on by default (see
+    [`default_gradient`][snrkit.claims.default_gradient]): `"output-bias"` (a concentrated
+    layer), `"network"` (all parameters) or `"homogeneous"` (equal-magnitude entries, the
+    setting the claim assumes); `"sweep"` for the scaling law, which uses MLPs of growing
+    width."""
     predict: Predict | None = field(default=None, repr=False, compare=False)
+    """`predict(grad, block_ids, K)`: the per-entry prediction (flat, float64; see
+    [`Predict`][snrkit.claims.Predict]). `None` when the prediction is snrkit's exact law
+    itself, or the claim is not about single entries."""
 
     def make_estimator(self, probe: str) -> Estimator:
-        """The estimator the claim speaks of, with the given probe."""
+        """The estimator the claim speaks of, with the given probe.
+
+        Args:
+            probe: `"gaussian"` or `"rademacher"`.
+
+        Returns:
+            A [`Partitioned`][snrkit.estimators.Partitioned] estimator with
+            [`directions`][snrkit.claims.Claim.directions] blocks when
+            [`partition`][snrkit.claims.Claim.partition] is true, else a
+            [`ForwardGradient`][snrkit.estimators.ForwardGradient] averaging that many
+            directions.
+
+        Examples:
+            >>> from snrkit.claims import CLAIMS
+            >>> CLAIMS["yao-eq9"].make_estimator("gaussian")
+            Partitioned(blocks=4, probe='gaussian', directions=1)
+            >>> CLAIMS["yao-eq7"].make_estimator("rademacher")
+            ForwardGradient(probe='rademacher', directions=4)
+        """
         if self.partition:
             return Partitioned(blocks=self.directions, probe=probe)
         return ForwardGradient(probe=probe, directions=self.directions)
@@ -79,7 +153,7 @@ def _block_norms(grad: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def _sum_of_others(grad: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
-    """:math:`\\sum_{j\\ne i}\\nabla_j^2`: the Rademacher truth, stated by Daprato and Yao for Gaussians."""
+    r"""$\sum_{j\ne i}\nabla_j^2$: the Rademacher truth, stated by Daprato and Yao for Gaussians."""
     return grad @ grad - grad**2
 
 
@@ -137,7 +211,7 @@ CLAIMS: dict[str, Claim] = {
         ),
         Claim(
             "frye-eq5",
-            "Frye (2022), eq. (5)",
+            "Frye (2022), eq. (5), its 2∇_i² from the unnumbered line before it",
             r"\mathbb{V}[g_i] = 2\nabla_i^2 + 4\sum_{j\neq i}\nabla_j^2",
             "Each entry's variance is 2∇_i² plus four times the other entries' squares.",
             "exact identity",
@@ -157,7 +231,7 @@ CLAIMS: dict[str, Claim] = {
         ),
         Claim(
             "frye-thread",
-            "Frye (2022), thread: the MNIST sanity check",
+            "Frye (2022), thread: the MNIST sanity check (its 'norm' read as the squared norm, the only reading with the right units)",
             r"\frac1n\sum_i \mathbb{V}[g_i] = \|\nabla\|^2",
             "The average variance of an entry equals the true gradient's squared norm.",
             "leading order in n",
@@ -234,55 +308,164 @@ CLAIMS: dict[str, Claim] = {
         ),
     ]
 }
+r"""Every registered claim, by id, in ledger order.
+
+What each claim's `predict` computes from the gradient $\nabla$ ($n$ entries, $K$
+directions or blocks); the statements as published are on the
+[claims ledger](../claims.md):
+
+- `baydin-unbiased` (Baydin et al. (2022), Thm 1): $\mathbb{E}[g] = \nabla$.
+- `snrkit-variance`, `snrkit-partition-variance` (snrkit; derived in the docs:
+  [Derivations](../derivations.md)): snrkit's exact law,
+  $(\|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2)/K$.
+- `frye-eq1` (Frye (2022), eqs. (1) and (7)): $4\|\nabla\|^2$.
+- `frye-eq5` (Frye (2022), eq. (5)): $2\nabla_i^2 + 4\sum_{j\neq i}\nabla_j^2$.
+- `frye-snr` (Frye (2022), eqs. (2) and (8)): a mean entry SNR falling like $1/n$ (no
+  per-entry prediction).
+- `frye-thread` (Frye (2022), thread): $\|\nabla\|^2$ for the mean over entries.
+- `daprato-variance` (Daprato, Jain, Hung, §3.1) and `yao-eq6` (Yao, eq. (6)):
+  $\sum_{j\neq i}\nabla_j^2$.
+- `yao-eq7` (Yao, eq. (7)): $\frac1K\sum_{j\neq i}\nabla_j^2$.
+- `yao-eq8` (Yao, eq. (8)): $(n-1)\sigma^2/K$ and `yao-eq9` (Yao, eq. (9)):
+  $(n-K)\sigma^2/K$, with the homogeneous entry size read as
+  $\sigma^2 = \frac1n\sum_j\nabla_j^2$.
+- `yao-partition-beats-directions` (Yao, §III.C): a $K$-block partition has a smaller
+  $\operatorname{tr}\operatorname{Cov}[g]$ than $K$ averaged directions (no per-entry
+  prediction).
+
+Examples:
+    >>> from snrkit.claims import CLAIMS
+    >>> len(CLAIMS)
+    13
+    >>> [claim_id for claim_id in CLAIMS if claim_id.startswith("yao")]
+    ['yao-eq6', 'yao-eq7', 'yao-eq8', 'yao-eq9', 'yao-partition-beats-directions']
+"""
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of verifying one claim.
+    r"""The outcome of verifying one claim.
 
-    Attributes:
-        id, source, statement, latex, kind: from the claim.
-        holds: True (consistent with the samples, and the test could have refuted a claim
-            off by a factor 2), False (refuted) or None (not resolved: not refuted, but the
-            samples could not tell a factor-2 error either).
-        ratio: measured truth / claim (pooled over entries; for a scaling law, measured
-            slope / claimed slope).
-        ratio_ci: 95 % interval of ``ratio``.
-        p_value: p-value of the claim (distribution-free for entry claims).
-        exact_ratio: truth / claim from snrkit's exact law on the same gradient (NaN where
-            not defined).
-        correction: when refuted, what the data say the truth is.
-        setting: network, data, layer, n, probe, K, samples, ...
+    For a per-entry variance claim with prediction $c_i$, the $N$ samples are split into $k$
+    batches (32 by default); batch $b$ gives the unbiased sample variance
+    $\hat\sigma^2_{b,i}$ of each entry, and the pooled ratio of batch $b$ is
+
+    $$
+    R_b = \frac1m \sum_{i:\,c_i>0} \frac{\hat\sigma^2_{b,i}}{c_i},
+    \qquad
+    \mathtt{ratio} = \bar R = \frac1k\sum_{b=1}^k R_b,
+    \qquad
+    \mathtt{ratio\_ci} = \bar R \pm t_{0.975,\,k-1}\,\frac{s_R}{\sqrt k},
+    $$
+
+    with $m$ the number of entries with $c_i > 0$ and $s_R$ the standard deviation of the
+    $R_b$. The p-value is distribution-free: with the median standardised deviation $u$ of a
+    statistic over the batches (its standard deviation exact from snrkit's law),
+
+    $$
+    p(u) = P\big(\mathrm{Bin}(k, \min(1, u^{-2})) \ge \lceil k/2\rceil\big),
+    \qquad
+    \mathtt{p\_value} = \min\big(1,\ 2\min(n\,\min_i p_i,\ p_{\text{pooled}})\big),
+    $$
+
+    where $p_i$ is the p-value of entry $i$ and $p_{\text{pooled}}$ that of the $R_b$
+    ([snrkit.stats.compare_variance][]; the test is snrkit's own, explained in
+    [snrkit.stats][]). An average-entry claim is decided on $p_{\text{pooled}}$ alone;
+    unbiasedness uses the projections $R_b = \langle\bar g_b, \nabla\rangle/\|\nabla\|^2$
+    ([snrkit.stats.compare_mean][]).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from snrkit.claims import verify
+        >>> v = verify("frye-eq5", jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0))
+        >>> v.verdict, v.holds
+        ('refuted', False)
+        >>> round(v.exact_ratio, 3)   # truth / claim from the exact law
+        0.376
+        >>> v.setting["n"], v.setting["probe"], v.setting["samples"]
+        (4, 'gaussian', 131072)
     """
 
     id: str
+    """Id of the claim ([`Claim.id`][snrkit.claims.Claim.id])."""
     source: str
+    """Where the claim was published ([`Claim.source`][snrkit.claims.Claim.source])."""
     statement: str
+    """The claim in words ([`Claim.words`][snrkit.claims.Claim.words])."""
     latex: str
+    """The claim in LaTeX ([`Claim.latex`][snrkit.claims.Claim.latex])."""
     kind: str
+    """The claim's [`Kind`][snrkit.claims.Kind]."""
     holds: bool | None
+    """True (not refuted, and the test could have refuted a claim off by a factor 2: the
+    [`resolution`][snrkit.claims.Verdict.resolution] is at most
+    [`MAX_RESOLUTION`][snrkit.claims.MAX_RESOLUTION]), False (refuted: `p_value` below the
+    `alpha` of [`verify`][snrkit.claims.verify]) or None (not resolved: not refuted, but the
+    samples could not tell a factor-2 error either). The partition comparison holds or is
+    refuted when the sign of the difference is significant and is not resolved otherwise;
+    the scaling law is decided by its fit (see
+    [`SCALING_TOLERANCE`][snrkit.claims.SCALING_TOLERANCE])."""
     ratio: float
+    r"""Measured truth / claim: $\bar R$, pooled over entries. For unbiasedness, the mean
+    projection $\langle\bar g,\nabla\rangle/\|\nabla\|^2$; for the partition comparison, the
+    ratio of the two mean traces $\operatorname{tr}\operatorname{Cov}$; for the scaling law,
+    measured slope / claimed slope, that is minus the log-log slope fitted to the Monte Carlo
+    SNR."""
     ratio_ci: tuple[float, float]
+    r"""95 % batch-means interval of `ratio`, $\bar R \pm t_{0.975,\,k-1}\,s_R/\sqrt k$ (for
+    the scaling law, the regression interval of the slope)."""
     p_value: float
+    """p-value of the claim (distribution-free median-of-batches test, see above); NaN for
+    the scaling law, which is decided by a deterministic fit."""
     exact_ratio: float
+    r"""Truth / claim from snrkit's exact law on the same gradient,
+    $\frac1m\sum_{i:\,c_i>0}\operatorname{Var}[g_i]/c_i$ (for the comparison, the ratio of
+    exact traces; for the scaling law, minus the slope fitted to the exact SNR)."""
     correction: str
+    """When refuted, what the data say the truth is, in words (see
+    [`correction_terms`][snrkit.claims.correction_terms]); empty otherwise."""
     setting: dict[str, Any]
-    #: relative error of the ratio the test detects with probability ≥ 1 − alpha; a claim
-    #: is only declared to hold when this is below :data:`MAX_RESOLUTION`.
+    """Where the claim was verified: network, data, layer, `n`, probe, `K`, estimator,
+    samples, batches, alpha and the sampling path."""
     resolution: float = math.nan
-    #: per-entry ``predicted`` (the claim), ``measured`` (Monte Carlo) and ``exact`` (snrkit)
-    #: variances, for parity plots; None for claims that are not per entry.
+    r"""Relative error of `ratio` that the test detects with probability at least
+    $1-\alpha$, $2\,t_\alpha\,\operatorname{median}_b \sigma_{R_b}$ with $t_\alpha$ the
+    critical median deviation ([snrkit.stats.critical_deviation][]); a claim is only
+    declared to hold when this is at most [`MAX_RESOLUTION`][snrkit.claims.MAX_RESOLUTION].
+    NaN where the test has no pooled ratio."""
     entries: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    """Per-entry `"predicted"` (the claim), `"measured"` (Monte Carlo) and `"exact"`
+    (snrkit) variances, flat, for parity plots; None for claims that are not per entry."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (without the per-entry arrays)."""
+        """The verdict as a JSON-ready dict, without the per-entry arrays.
+
+        Returns:
+            Every field but [`entries`][snrkit.claims.Verdict.entries], with `ratio_ci` as a
+            list of two floats.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp
+            >>> from snrkit.claims import verify
+            >>> v = verify("snrkit-variance", jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0))
+            >>> d = v.to_dict()
+            >>> d["id"], d["holds"], "entries" in d
+            ('snrkit-variance', True, False)
+        """
         out = {k: v for k, v in asdict(self).items() if k != "entries"}
         out["ratio_ci"] = [float(x) for x in self.ratio_ci]
         return out
 
     @property
     def verdict(self) -> str:
-        """``"holds"``, ``"refuted"`` or ``"not resolved"``."""
+        """[`holds`][snrkit.claims.Verdict.holds] in words: `"holds"`, `"refuted"` or `"not resolved"`.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp
+            >>> from snrkit.claims import verify
+            >>> verify("yao-eq6", jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0)).verdict
+            'refuted'
+        """
         return {True: "holds", False: "refuted", None: "not resolved"}[self.holds]
 
 
@@ -291,15 +474,21 @@ class Verdict:
 # ----------------------------------------------------------------------------------------
 
 DEFAULT_WIDTHS = (64, 32, 10)
+"""Layer widths of the MLP behind the default gradients: 64 inputs (8x8 digits; the data's
+input width for MNIST), one hidden layer of 32, 10 classes."""
 TRAIN_STEPS = 100
-#: ``quick`` keeps the full 65,536 samples up to this many entries: there sampling is cheap
-#: (compiling dominates) and fewer samples would lose the power to refute a missing 2∇_i².
+"""Adam steps the default MLP is trained for before its gradient is taken (see
+[snrkit.gradients.gradient_at][])."""
 QUICK_FULL_SAMPLES_UP_TO = 1_000
-#: A claim that is not refuted is declared to hold only if the test would have detected a
-#: pooled relative error this large (a factor 2 downwards); otherwise it is "not resolved".
+r"""`quick` keeps the full sample count up to this many entries: there sampling is cheap
+(compiling dominates) and fewer samples would lose the power to refute a missing
+$2\nabla_i^2$."""
 MAX_RESOLUTION = 0.5
-#: Frye's O(1/n) holds when the fitted SNR exponent is at most −1 + this.
+"""A claim that is not refuted is declared to hold only if the test would have detected a
+pooled relative error this large (a factor 2 downwards); otherwise it is "not resolved"."""
 SCALING_TOLERANCE = 0.1
+r"""$\delta$ of the scaling law: Frye's $O(1/n)$ holds when the fitted exponent $b$ of the
+mean entry SNR, $\mathrm{SNR} \propto n^{b}$, satisfies $b \le -1 + \delta$."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -318,13 +507,35 @@ def _digits_problem(seed: int, mnist_dir: str | None = None):
 def default_gradient(kind: str, seed: int = 0, mnist_dir: str | None = None) -> tuple[PyTree, dict[str, Any]]:
     r"""The real gradient a claim is verified on by default, with its setting.
 
-    * ``"network"``: all parameters of an MLP 64-32-10 after 100 Adam steps on digits.
-    * ``"output-bias"``: the output-layer bias of that MLP (10 entries). Its gradient is
-      concentrated (a few classes dominate), so a missing :math:`2\nabla_i^2` is a large
+    - `"network"`: all parameters of an MLP 64-32-10 after 100 Adam steps on digits.
+    - `"output-bias"`: the output-layer bias of that MLP (10 entries). Its gradient is
+      concentrated (a few classes dominate), so a missing $2\nabla_i^2$ is a large
       relative error there and the comparison has power to see it.
-    * ``"homogeneous"``: 8 entries of magnitude 0.1 with the signs of the network
+    - `"homogeneous"`: 8 entries of magnitude 0.1 with the signs of the network
       gradient's first 8 entries: the setting Yao's eqs. (8)-(9) assume. A missing
-      :math:`2\sigma^2` is a relative error of :math:`2/(n+1)`, so n is kept small for power.
+      $2\sigma^2$ is a relative error of $2/(n+1)$, so $n$ is kept small for power.
+
+    The MLP is trained once per process (several seconds on a CPU) and cached.
+
+    Args:
+        kind: `"network"`, `"output-bias"` or `"homogeneous"`.
+        seed: seed of the MLP's initialisation and training.
+        mnist_dir: folder of the MNIST IDX files; when given, the MLP (784-32-10) is
+            trained on MNIST instead of digits.
+
+    Returns:
+        `(grad, setting)`: the gradient pytree and a dict describing it (network, data,
+        training steps, layer).
+
+    Raises:
+        ValueError: for an unknown `kind`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from snrkit.claims import default_gradient
+        >>> grad, setting = default_gradient("output-bias")  # doctest: +SKIP
+        >>> np.asarray(grad).shape, setting["layer"]  # doctest: +SKIP
+        ((10,), 'output-layer bias')
     """
     _, _, grad, _, setting = _digits_problem(seed, mnist_dir)
     if kind == "network":
@@ -344,7 +555,26 @@ def default_gradient(kind: str, seed: int = 0, mnist_dir: str | None = None) -> 
 
 
 def get_claim(claim_id: str) -> Claim:
-    """Look a claim up by id, with a clear error listing the known ids."""
+    """Look a claim up by id, with a clear error listing the known ids.
+
+    Args:
+        claim_id: a key of [`CLAIMS`][snrkit.claims.CLAIMS].
+
+    Returns:
+        The [`Claim`][snrkit.claims.Claim].
+
+    Raises:
+        ValueError: for an unknown id; the message lists the known ones.
+
+    Examples:
+        >>> from snrkit.claims import get_claim
+        >>> get_claim("yao-eq7").source
+        'Yao, eq. (7)'
+        >>> get_claim("yao-eq99")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown claim 'yao-eq99'; known claims: baydin-unbiased, ...
+    """
     try:
         return CLAIMS[claim_id]
     except KeyError:
@@ -366,26 +596,50 @@ def verify(
 ) -> Verdict:
     """Verify a claim on a real gradient with the real estimator.
 
+    Samples of the claim's estimator ([`Claim.make_estimator`][snrkit.claims.Claim.make_estimator])
+    on `grad` are compared with the claim's prediction by the distribution-free
+    median-of-batches test of [snrkit.stats.compare_variance][] (or
+    [snrkit.stats.compare_mean][] for unbiasedness); the ratio, interval and p-value are
+    defined at [`Verdict`][snrkit.claims.Verdict]. The scaling law `frye-snr` is decided by
+    a log-log fit over MLP widths ([snrkit.sweeps.snr_sweep][]), and
+    `yao-partition-beats-directions` by the sign of the difference of the two estimators'
+    sampled total variances.
+
     Args:
-        claim_id: an id of :data:`CLAIMS`.
-        grad: the gradient (any pytree) for per-entry and average claims; ``None`` uses
-            the claim's default real gradient (see :func:`default_gradient`).
+        claim_id: an id of [`CLAIMS`][snrkit.claims.CLAIMS].
+        grad: the gradient (any pytree) for per-entry and average claims; `None` uses
+            the claim's default real gradient (see
+            [`default_gradient`][snrkit.claims.default_gradient]).
         key: a JAX key.
-        num_samples: Monte Carlo samples (a multiple of ``batches`` is best); default
+        num_samples: Monte Carlo samples (a multiple of `batches` is best); default
             65,536 (131,072 up to 64 entries; above 1,000 entries, 16,384 for the
-            average-entry claim and, with ``quick``, 32,768 for the others);
-            ``baydin-unbiased`` on the default network uses 8,192 real JVP estimates
-            (law samples with ``quick``).
+            average-entry claim and, with `quick`, 32,768 for the others);
+            `baydin-unbiased` on the default network uses 8,192 real JVP estimates
+            (law samples with `quick`).
         batches: batches of the distribution-free test (32 is near the most powerful).
         alpha: false-verdict rate: a true claim is refuted with probability at most alpha.
-        probe: ``"gaussian"`` (what the papers assume) or ``"rademacher"``.
+        probe: `"gaussian"` (what the papers assume) or `"rademacher"`.
         quick: fewer samples for gradients of more than 1,000 entries (small ones keep the
             full count, which their power needs) and a smaller sweep for the scaling law.
-        mnist_dir: use an MLP on MNIST for the network-level claims (``frye-thread``).
-        sweep_frame: for ``frye-snr``, a frame of :func:`snrkit.sweeps.snr_sweep` to reuse.
+        mnist_dir: use an MLP on MNIST for the network-level claims (`frye-thread`).
+        sweep_frame: for `frye-snr`, a frame of [snrkit.sweeps.snr_sweep][] to reuse.
 
     Returns:
-        A :class:`Verdict`.
+        A [`Verdict`][snrkit.claims.Verdict].
+
+    Raises:
+        ValueError: for an unknown claim id.
+
+    Examples:
+        Yao's eq. (6) is the Rademacher truth, stated for Gaussian probes:
+
+        >>> import jax, jax.numpy as jnp
+        >>> from snrkit.claims import verify
+        >>> grad = jnp.array([3.0, -1.0, 0.5, 2.0])
+        >>> verify("yao-eq6", grad, key=jax.random.key(0)).verdict
+        'refuted'
+        >>> verify("yao-eq6", grad, key=jax.random.key(0), probe="rademacher").verdict
+        'holds'
     """
     claim = get_claim(claim_id)
     key = check_key(key)
@@ -451,10 +705,41 @@ def _pooled_ratio(truth: np.ndarray, pred: np.ndarray) -> float:
 
 
 def correction_terms(measured: np.ndarray, pred: np.ndarray, grad: np.ndarray, ids: np.ndarray, k: int) -> dict[str, float]:
-    r"""Fit the truth as the claim plus :math:`(a\nabla_i^2 + b\|\nabla_{B(i)}\|^2)/K` by least squares over entries.
+    r"""Fit the truth as the claim plus $(a\nabla_i^2 + b\|\nabla_{B(i)}\|^2)/K$ by least squares over entries.
 
-    Also returns the pooled ``factor`` (mean of measured / claim). ``a`` and ``b`` are
-    NaN when the two terms cannot be told apart (homogeneous entries, one entry).
+    With measured variances $s_i$ and claimed ones $c_i$, $(a, b)$ minimise
+
+    $$
+    \sum_i \Big(s_i - c_i - \frac{a\nabla_i^2 + b\|\nabla_{B(i)}\|^2}{K}\Big)^2,
+    $$
+
+    so a claim that misses the $(\kappa-2)\nabla_i^2$ term of the exact law shows up as
+    $a \approx \kappa-2$. This is how a refuted [`Verdict`][snrkit.claims.Verdict] states
+    its correction.
+
+    Args:
+        measured: measured (or exact) per-entry variances $s_i$, flat.
+        pred: the claim's per-entry prediction $c_i$, flat.
+        grad: the flat gradient $\nabla$.
+        ids: the block of each entry (all 0 without a partition).
+        k: $K$, the number of averaged directions.
+
+    Returns:
+        `{"factor": ..., "grad_i_sq": a, "block_norm_sq": b}`, where `factor` is the
+        pooled $\frac1m\sum_{i:\,c_i>0} s_i/c_i$. `a` and `b` are NaN when the two terms
+        cannot be told apart (homogeneous entries, one entry).
+
+    Examples:
+        Frye's eq. (1), $4\|\nabla\|^2$, against the Gaussian truth
+        $\|\nabla\|^2 + \nabla_i^2$:
+
+        >>> import numpy as np
+        >>> from snrkit.claims import correction_terms
+        >>> grad = np.array([3.0, 1.0, 2.0])
+        >>> truth, claim = grad @ grad + grad**2, np.full(3, 4 * grad @ grad)
+        >>> terms = correction_terms(truth, claim, grad, np.zeros(3, int), 1)
+        >>> {name: round(value, 3) for name, value in terms.items()}
+        {'factor': 0.333, 'grad_i_sq': 1.0, 'block_norm_sq': -3.0}
     """
     terms = {"factor": _pooled_ratio(measured, pred), "grad_i_sq": math.nan, "block_norm_sq": math.nan}
     basis = np.stack([grad**2, _block_norms(grad, ids)], axis=1) / k
@@ -478,7 +763,7 @@ def _correction(measured, pred, grad, ids, k, pooled) -> str:
 
 
 def _verify_mean(claim, estimator, law, setting, key, num, batches, alpha, mnist_dir, jvp) -> Verdict:
-    """Unbiasedness, from real JVP estimates when ``jvp`` (the default network), else from the law."""
+    """Unbiasedness, from real JVP estimates when `jvp` (the default network), else from the law."""
     if jvp:
         network, params, _, (x, y), _ = _digits_problem(0, mnist_dir)
         estimate = jax.jit(jax.vmap(lambda k: estimator.estimate(k, network.loss, params, x, y)))
@@ -538,13 +823,13 @@ def _verify_comparison(claim, grad, setting, key, num, batches, alpha, probe) ->
 
 
 def _verify_scaling(claim, key, num, batches, probe, quick, sweep_frame=None) -> Verdict:
-    """Frye's O(1/n): the exponent of the mean entry SNR over MLP widths.
+    r"""Frye's O(1/n): the exponent of the mean entry SNR over MLP widths.
 
     "SNR is O(1/n)" is an asymptotic statement, not a value a finite sample can reject at
     a stated rate, so this verdict is a deterministic fit: the exponent is fitted to the
     exact SNR of the real gradients at every width (exact given the gradient; the law
-    itself is verified by the ``snrkit-*`` claims), and the claim holds when the SNR falls
-    at least like :math:`n^{-(1-\\delta)}` with :math:`\\delta` = :data:`SCALING_TOLERANCE`.
+    itself is verified by the `snrkit-*` claims), and the claim holds when the SNR falls
+    at least like $n^{-(1-\delta)}$ with $\delta$ = `SCALING_TOLERANCE`.
     The exponent fitted to the Monte Carlo points (the sampled variances) is the ratio, with
     its 95 % interval, as a cross-check; the p-value is NaN.
     """
@@ -582,7 +867,40 @@ def _verify_scaling(claim, key, num, batches, probe, quick, sweep_frame=None) ->
 def verify_all(*, key: jax.Array, quick: bool = False, probes: tuple[str, ...] = ("gaussian", "rademacher"),
                mnist_dir: str | None = None, claim_ids: list[str] | None = None,
                on_claim: Callable[[str, str], None] | None = None, sweep_frame: Any = None) -> list[Verdict]:
-    """Verify every claim (or ``claim_ids``) under each probe; the scaling law once, Gaussian."""
+    """Verify every claim (or `claim_ids`) under each probe; the scaling law once, under the first probe.
+
+    Each claim is verified by [`verify`][snrkit.claims.verify] on its default real gradient
+    ([`default_gradient`][snrkit.claims.default_gradient]), with the key
+    `fold_in(key, index)` of its position in the list.
+
+    Args:
+        key: a JAX key.
+        quick: fewer samples and a smaller sweep (as in [`verify`][snrkit.claims.verify]).
+        probes: the probes to verify each claim under.
+        mnist_dir: use an MLP on MNIST for the network-level claims.
+        claim_ids: the claims to verify; default all of [`CLAIMS`][snrkit.claims.CLAIMS].
+        on_claim: called as `on_claim(claim_id, probe)` before each verification.
+        sweep_frame: a frame of [snrkit.sweeps.snr_sweep][] for the scaling law to reuse.
+
+    Returns:
+        One [`Verdict`][snrkit.claims.Verdict] per claim and probe, claim by claim.
+
+    Raises:
+        ValueError: for an unknown claim id.
+
+    Examples:
+        The scaling law on a hand-made sweep frame whose exact SNR is exactly $1/n$:
+
+        >>> import jax, pandas as pd
+        >>> from snrkit.claims import verify_all
+        >>> frame = pd.DataFrame({
+        ...     "label": "ForwardGradient(gaussian, K=1)", "source": "exact",
+        ...     "metric": "mean_entry_snr", "n": [1000, 4000, 16000],
+        ...     "value": [1 / 1000, 1 / 4000, 1 / 16000], "num_samples": 0})
+        >>> [(v.id, v.verdict, round(v.exact_ratio, 3))
+        ...  for v in verify_all(key=jax.random.key(0), claim_ids=["frye-snr"], sweep_frame=frame)]
+        [('frye-snr', 'holds', 1.0)]
+    """
     verdicts = []
     for index, claim_id in enumerate(claim_ids or list(CLAIMS)):
         claim = get_claim(claim_id)

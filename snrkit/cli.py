@@ -1,4 +1,17 @@
-"""The command line: ``snrkit report | verify | sweep``. Progress bars live here only."""
+"""The command line: `snrkit report | verify | sweep`. Progress bars live here only.
+
+Each command is a thin wrapper: `report` calls [snrkit.report.build_report][], `verify`
+calls [snrkit.claims.verify_all][], and `sweep` calls [snrkit.sweeps.snr_sweep][].
+Compiled programs are kept between runs in `~/.cache/snrkit/jax` (or
+`$SNRKIT_CACHE_DIR/jax`).
+
+Examples:
+    ```bash
+    snrkit report --quick --out report          # every verdict, the sweep and the figures
+    snrkit verify --claim frye-eq5 --probe gaussian --json
+    snrkit sweep --quick --out report/snr_sweep.csv
+    ```
+"""
 
 from __future__ import annotations
 
@@ -20,19 +33,43 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Exact variance and SNR of forward-gradient estimators, and verdicts on published formulas.",
 )
+"""The `snrkit` command (a Typer app): the entry point of `snrkit` and `python -m snrkit`."""
 console = Console(stderr=True)
+"""Progress bars and errors go to standard error."""
 stdout = Console()
+"""Tables and results go to standard output."""
 
 
 class DataName(str, Enum):
+    """Values of `snrkit report --data`: the data of the network-level claims.
+
+    Examples:
+        ```bash
+        snrkit report --data mnist --mnist-dir ~/data/mnist
+        ```
+    """
+
     digits = "digits"
+    """scikit-learn's 8x8 digits ([snrkit.data.load_digits][])."""
     mnist = "mnist"
+    """MNIST from a folder of IDX files ([snrkit.data.load_mnist][])."""
 
 
 class ProbeChoice(str, Enum):
+    """Values of `snrkit verify --probe`: one probe distribution, or both.
+
+    Examples:
+        ```bash
+        snrkit verify --claim yao-eq6 --probe rademacher
+        ```
+    """
+
     gaussian = "gaussian"
+    r"""Standard normal probe entries ($\kappa = 3$), what the papers assume."""
     rademacher = "rademacher"
+    r"""Random signs ($\kappa = 1$)."""
     both = "both"
+    """Each claim under both probes (the default)."""
 
 
 def _enable_compilation_cache() -> None:
@@ -104,6 +141,8 @@ def _verdict_table(verdicts: list, title: str) -> Table:
     return table
 
 
+# In the commands' docstrings a "\f" line ends the text of --help (click and typer cut there),
+# so the Examples after it stay out of the help screens.
 @app.command()
 def report(
     out: Path = typer.Option(Path("report"), "--out", help="Folder for report.html, report.md, claims.csv and figures."),
@@ -112,7 +151,15 @@ def report(
     quick: bool = typer.Option(False, "--quick", help="Fewer samples and a smaller sweep (seconds, not minutes)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
 ) -> None:
-    """Verify every claim, run the SNR sweep, and write an HTML/Markdown report with figures."""
+    """Verify every claim, run the SNR sweep, and write an HTML/Markdown report with figures.
+    \f
+
+    Examples:
+        ```bash
+        snrkit report --quick --out report
+        snrkit report --data mnist --mnist-dir ~/data/mnist --out report-mnist
+        ```
+    """
     from snrkit.report import build_report
 
     start = time.perf_counter()
@@ -138,7 +185,15 @@ def verify(
     seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
     mnist_dir: Path | None = typer.Option(None, "--mnist-dir", help="Use an MLP on MNIST for network-level claims."),
 ) -> None:
-    """Verify published claims with the real estimator and print the verdicts."""
+    """Verify published claims with the real estimator and print the verdicts.
+    \f
+
+    Examples:
+        ```bash
+        snrkit verify --claim frye-eq5 --claim yao-eq6 --quick
+        snrkit verify --probe rademacher --json > verdicts.json
+        ```
+    """
     import jax
 
     from snrkit import claims
@@ -178,7 +233,14 @@ def sweep(
     quick: bool = typer.Option(False, "--quick", help="Four small widths, few samples."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
 ) -> None:
-    """SNR against parameter count over MLP widths on digits (resumes from --out)."""
+    """SNR against parameter count over MLP widths on digits (resumes from --out).
+    \f
+
+    Examples:
+        ```bash
+        snrkit sweep --quick --out report/snr_sweep.csv
+        ```
+    """
     import jax
 
     from snrkit import sweeps

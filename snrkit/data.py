@@ -1,12 +1,19 @@
 """Real image-classification data: scikit-learn's 8x8 digits and the MNIST IDX files.
 
-Both loaders return a :class:`Dataset` of float32 images in ``[0, 1]`` and int32 labels,
-held as NumPy arrays on the host; the gradient code moves them to the device once.
+Both loaders return a [`Dataset`][snrkit.data.Dataset] of float32 images in $[0, 1]$ and
+int32 labels, held as NumPy arrays on the host; the gradient code moves them to the device
+once.
 
 Nothing here downloads anything. The digits ship inside scikit-learn; MNIST is read from a
-folder of IDX files that the caller points at (``load_mnist(path)``, ``--mnist-dir`` on the
-command line, or the ``SNRKIT_MNIST_DIR`` environment variable). Malformed files raise
-:class:`DataError`, whose message names the file and says how to fix it.
+folder of IDX files that the caller points at (`load_mnist(path)`, `--mnist-dir` on the
+command line, or the `SNRKIT_MNIST_DIR` environment variable). Malformed files raise
+[`DataError`][snrkit.data.DataError], whose message names the file and says how to fix it.
+
+Examples:
+    >>> from snrkit import data
+    >>> digits = data.load("digits")
+    >>> digits.num_examples, digits.image_shape, digits.num_classes
+    (1797, (8, 8), 10)
 """
 
 from __future__ import annotations
@@ -32,8 +39,8 @@ __all__ = [
     "load_mnist",
 ]
 
-#: Names accepted by :func:`load`.
 DATASETS: tuple[str, ...] = ("digits", "mnist")
+"""Names accepted by [`load`][snrkit.data.load]."""
 
 _MNIST_SPLITS = ("train", "t10k")
 _IDX_UBYTE = 0x08
@@ -50,7 +57,17 @@ class DataError(ValueError):
     """A data file or folder is missing or malformed.
 
     The message names the offending path and says what to do about it. It subclasses
-    ``ValueError`` so callers that already handle bad input keep working.
+    `ValueError` so callers that already handle bad input keep working.
+
+    Examples:
+        >>> import numpy as np
+        >>> from snrkit.data import DataError, Dataset
+        >>> Dataset(np.full((1, 2, 2), 255.0), np.array([0]), num_classes=10, name="raw")
+        Traceback (most recent call last):
+        ...
+        snrkit.data.DataError: images must lie in [0, 1]; got values in [255.0, 255.0]. Scale raw pixels ...
+        >>> issubclass(DataError, ValueError)
+        True
     """
 
 
@@ -67,21 +84,30 @@ def _how_to_get_mnist(folder: Path | str, split: str = "t10k") -> str:
 class Dataset:
     """An in-memory image-classification data set.
 
-    ``eq=False`` because element-wise array comparison has no single truth value; two
-    datasets are equal only if they are the same object. The arrays are exposed through
-    read-only views so that the frozen dataclass is also frozen in its contents.
+    The constructor checks shapes, dtypes and ranges (raising
+    [`DataError`][snrkit.data.DataError]), converts images to float32 and labels to int32,
+    and stores read-only views, so the frozen dataclass is also frozen in its contents.
+    `eq=False` because element-wise array comparison has no single truth value; two
+    datasets are equal only if they are the same object.
 
-    Attributes:
-        images: float32 array of shape ``(N, H, W)`` with values in ``[0, 1]``.
-        labels: int32 array of shape ``(N,)`` with values in ``[0, num_classes)``.
-        num_classes: Number of classes (the logits' width).
-        name: Short name, e.g. ``"digits"`` or ``"mnist"``.
+    Examples:
+        >>> import numpy as np
+        >>> from snrkit.data import Dataset
+        >>> toy = Dataset(np.zeros((4, 2, 3)), np.array([0, 1, 1, 2]), num_classes=3, name="toy")
+        >>> toy
+        Dataset(name='toy', images=float32[4,2,3], labels=int32[4], num_classes=3)
+        >>> toy.images.flags.writeable
+        False
     """
 
     images: np.ndarray
+    """float32 array of shape `(N, H, W)` with values in $[0, 1]$ (a read-only view)."""
     labels: np.ndarray
+    """int32 array of shape `(N,)` with values in `[0, num_classes)` (a read-only view)."""
     num_classes: int
+    """Number of classes (the logits' width)."""
     name: str
+    """Short name, e.g. `"digits"` or `"mnist"`."""
 
     def __post_init__(self) -> None:
         images = np.asarray(self.images)
@@ -137,60 +163,116 @@ class Dataset:
 
     @property
     def num_examples(self) -> int:
-        """Number of examples ``N``."""
+        """Number of examples $N$.
+
+        Examples:
+            >>> import numpy as np
+            >>> from snrkit.data import Dataset
+            >>> Dataset(np.zeros((4, 2, 3)), np.zeros(4, int), num_classes=3, name="toy").num_examples
+            4
+        """
         return int(self.images.shape[0])
 
     @property
     def image_shape(self) -> tuple[int, int]:
-        """Image height and width ``(H, W)``."""
+        """Image height and width `(H, W)`.
+
+        Examples:
+            >>> import numpy as np
+            >>> from snrkit.data import Dataset
+            >>> Dataset(np.zeros((4, 2, 3)), np.zeros(4, int), num_classes=3, name="toy").image_shape
+            (2, 3)
+        """
         return (int(self.images.shape[1]), int(self.images.shape[2]))
 
     @property
     def input_dim(self) -> int:
-        """Number of pixels per image, ``H * W`` (the input width of an MLP)."""
+        """Number of pixels per image, $H W$ (the input width of an MLP).
+
+        Examples:
+            >>> import numpy as np
+            >>> from snrkit.data import Dataset
+            >>> Dataset(np.zeros((4, 2, 3)), np.zeros(4, int), num_classes=3, name="toy").input_dim
+            6
+        """
         return int(self.images.shape[1] * self.images.shape[2])
 
     def flat(self) -> np.ndarray:
-        """Images flattened row-major to shape ``(N, H*W)``, float32 (a read-only view)."""
+        """Images flattened row-major to shape `(N, H*W)`, float32 (a read-only view).
+
+        Examples:
+            >>> import numpy as np
+            >>> from snrkit.data import Dataset
+            >>> toy = Dataset(np.zeros((4, 2, 3)), np.zeros(4, int), num_classes=3, name="toy")
+            >>> toy.flat().shape, toy.flat().dtype
+            ((4, 6), dtype('float32'))
+        """
         return self.images.reshape(self.num_examples, -1)
 
     def take(self, num: int) -> Dataset:
-        """The first ``num`` examples, in file order (deterministic).
+        """The first `num` examples, in file order (deterministic).
 
         Args:
-            num: How many examples to keep, ``1 <= num <= num_examples``.
+            num: How many examples to keep, `1 <= num <= num_examples`.
 
         Returns:
-            A new ``Dataset`` sharing memory with this one.
+            A new `Dataset` sharing memory with this one.
 
         Raises:
-            DataError: If ``num`` is out of range.
+            DataError: If `num` is out of range.
+
+        Examples:
+            >>> import numpy as np
+            >>> from snrkit.data import Dataset
+            >>> toy = Dataset(np.zeros((4, 2, 3)), np.array([0, 1, 1, 2]), num_classes=3, name="toy")
+            >>> toy.take(2).labels.tolist()
+            [0, 1]
+            >>> toy.take(5)
+            Traceback (most recent call last):
+            ...
+            snrkit.data.DataError: num must be an integer in [1, 4]; got 5.
         """
         num = _check_count(num, self.num_examples)
         return Dataset(self.images[:num], self.labels[:num], self.num_classes, self.name)
 
     def subset(self, key: jax.Array, num: int) -> Dataset:
-        """``num`` examples drawn uniformly without replacement, in random order.
+        """`num` examples drawn uniformly without replacement, in random order.
 
         The key comes first, as for everything random in snrkit, so the subset is a
-        function of ``(key, num)`` only.
+        function of `(key, num)` only.
 
         Args:
-            key: A ``jax.random.key``.
-            num: How many examples to keep, ``1 <= num <= num_examples``.
+            key: A `jax.random.key`.
+            num: How many examples to keep, `1 <= num <= num_examples`.
 
         Returns:
-            A new ``Dataset`` (a copy of the selected rows).
+            A new `Dataset` (a copy of the selected rows).
 
         Raises:
-            DataError: If ``num`` is out of range.
+            DataError: If `num` is out of range.
+
+        Examples:
+            >>> import jax, numpy as np
+            >>> from snrkit.data import Dataset
+            >>> toy = Dataset(np.zeros((4, 2, 3)), np.array([0, 1, 1, 2]), num_classes=3, name="toy")
+            >>> a, b = toy.subset(jax.random.key(0), 3), toy.subset(jax.random.key(0), 3)
+            >>> a.num_examples, a.labels.tolist() == b.labels.tolist()
+            (3, True)
         """
         num = _check_count(num, self.num_examples)
         index = np.asarray(jax.random.permutation(key, self.num_examples)[:num])
         return Dataset(self.images[index], self.labels[index], self.num_classes, self.name)
 
     def class_counts(self) -> np.ndarray:
-        """Number of examples of each class, int64 array of shape ``(num_classes,)``."""
+        """Number of examples of each class, int64 array of shape `(num_classes,)`.
+
+        Examples:
+            >>> import numpy as np
+            >>> from snrkit.data import Dataset
+            >>> toy = Dataset(np.zeros((4, 2, 3)), np.array([0, 1, 1, 2]), num_classes=3, name="toy")
+            >>> toy.class_counts().tolist()
+            [1, 2, 1]
+        """
         return np.bincount(self.labels, minlength=self.num_classes)
 
 
@@ -203,11 +285,21 @@ def _check_count(num: int, available: int) -> int:
 def load_digits() -> Dataset:
     """scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes).
 
-    Pixels are integers 0..16 in the source, so dividing by 16 maps them exactly onto
-    ``[0, 1]``. Nothing is downloaded: the data ship inside scikit-learn.
+    The data are `sklearn.datasets.load_digits` (a copy of the test set of the UCI optical
+    recognition of handwritten digits data). Pixels are integers 0..16 in the source, so
+    dividing by 16 maps them exactly onto $[0, 1]$. Nothing is downloaded: the data ship
+    inside scikit-learn.
 
     Returns:
-        A ``Dataset`` named ``"digits"`` with images of shape ``(1797, 8, 8)``.
+        A `Dataset` named `"digits"` with images of shape `(1797, 8, 8)`.
+
+    Examples:
+        >>> from snrkit.data import load_digits
+        >>> digits = load_digits()
+        >>> digits
+        Dataset(name='digits', images=float32[1797,8,8], labels=int32[1797], num_classes=10)
+        >>> float(digits.images.max()), digits.class_counts().tolist()[:3]
+        (1.0, [178, 182, 177])
     """
     # Imported here so that importing snrkit.data does not pay for scikit-learn.
     from sklearn.datasets import load_digits as _sk_load_digits
@@ -288,24 +380,42 @@ def _find_idx(folder: Path, stem: str, fix: str) -> Path:
 def load_mnist(path: str | os.PathLike[str], *, split: str = "t10k") -> Dataset:
     """Read MNIST from a folder of IDX files.
 
-    Looks for ``{split}-images-idx3-ubyte`` and ``{split}-labels-idx1-ubyte`` in ``path``,
-    each either raw or gzipped (``.gz`` suffix); when both forms exist the raw one is read.
-    The IDX headers are parsed and checked here (magic numbers 2051 and 2049, big-endian
-    dimensions, sizes that match the declared dimensions).
+    Looks for `{split}-images-idx3-ubyte` and `{split}-labels-idx1-ubyte` in `path`,
+    each either raw or gzipped (`.gz` suffix); when both forms exist the raw one is read.
+    The IDX headers (the format described at http://yann.lecun.com/exdb/mnist/) are parsed
+    and checked here: magic numbers 2051 and 2049, big-endian dimensions, sizes that match
+    the declared dimensions.
 
     Args:
         path: Folder holding the IDX files.
-        split: ``"t10k"`` (the 10,000-image test set) or ``"train"`` (60,000 images).
+        split: `"t10k"` (the 10,000-image test set) or `"train"` (60,000 images).
 
     Returns:
-        A ``Dataset`` named ``"mnist"`` with images of shape ``(N, 28, 28)`` scaled by
-        1/255 into ``[0, 1]``.
+        A `Dataset` named `"mnist"` with images of shape `(N, 28, 28)` scaled by
+        1/255 into $[0, 1]$.
 
     Raises:
         DataError: If the folder or a file is missing, a file is not a valid (gzipped) IDX
             file of the expected kind, a file is truncated, the image and label counts
             differ, or a label is outside 0..9. The message says how to fix it.
-        ValueError: If ``split`` is not ``"t10k"`` or ``"train"``.
+        ValueError: If `split` is not `"t10k"` or `"train"`.
+
+    Examples:
+        Two hand-made images in a temporary folder, in the IDX format:
+
+        >>> import shutil, struct, tempfile
+        >>> import numpy as np
+        >>> from pathlib import Path
+        >>> from snrkit.data import load_mnist
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> images = np.full((2, 28, 28), 255, np.uint8)
+        >>> _ = (folder / "t10k-images-idx3-ubyte").write_bytes(
+        ...     struct.pack(">iIII", 2051, 2, 28, 28) + images.tobytes())
+        >>> _ = (folder / "t10k-labels-idx1-ubyte").write_bytes(struct.pack(">iI", 2049, 2) + bytes([7, 3]))
+        >>> mnist = load_mnist(folder)
+        >>> mnist, mnist.labels.tolist(), float(mnist.images.max())
+        (Dataset(name='mnist', images=float32[2,28,28], labels=int32[2], num_classes=10), [7, 3], 1.0)
+        >>> shutil.rmtree(folder)
     """
     if split not in _MNIST_SPLITS:
         hint = ' (the MNIST test split is called "t10k")' if split == "test" else ""
@@ -339,13 +449,24 @@ def load_mnist(path: str | os.PathLike[str], *, split: str = "t10k") -> Dataset:
 def default_mnist_dir() -> Path | None:
     """Where MNIST is found without being told.
 
-    Checks, in order, the ``SNRKIT_MNIST_DIR`` environment variable and
-    ``../shared/data/mnist`` relative to the repository root (the parent of the ``snrkit``
+    Checks, in order, the `SNRKIT_MNIST_DIR` environment variable and
+    `../shared/data/mnist` relative to the repository root (the parent of the `snrkit`
     package folder), where every developer checkout and CI runner keeps it.
 
     Returns:
-        The first of those that is an existing folder, or ``None`` (as on a user's fresh
+        The first of those that is an existing folder, or `None` (as on a user's fresh
         machine, where MNIST must be downloaded first).
+
+    Examples:
+        >>> import os, tempfile
+        >>> from pathlib import Path
+        >>> from unittest import mock
+        >>> from snrkit.data import default_mnist_dir
+        >>> folder = tempfile.mkdtemp()
+        >>> with mock.patch.dict(os.environ, {"SNRKIT_MNIST_DIR": folder}):
+        ...     default_mnist_dir() == Path(folder)
+        True
+        >>> os.rmdir(folder)
     """
     candidates: list[Path] = []
     env = os.environ.get(_MNIST_ENV)
@@ -363,17 +484,32 @@ def load(name: str, *, mnist_dir: str | os.PathLike[str] | None = None) -> Datas
     """Load a data set by name.
 
     Args:
-        name: ``"digits"`` or ``"mnist"``.
-        mnist_dir: Folder of MNIST IDX files; required for ``"mnist"`` and ignored for
-            ``"digits"``. It is never guessed here, so a library call reads only what it is
-            told to; use :func:`default_mnist_dir` to look in the usual places.
+        name: `"digits"` or `"mnist"` (one of [`DATASETS`][snrkit.data.DATASETS]).
+        mnist_dir: Folder of MNIST IDX files; required for `"mnist"` and ignored for
+            `"digits"`. It is never guessed here, so a library call reads only what it is
+            told to; use [`default_mnist_dir`][snrkit.data.default_mnist_dir] to look in
+            the usual places.
 
     Returns:
-        The ``Dataset`` (for MNIST, the ``t10k`` test split).
+        The `Dataset` ([`load_digits`][snrkit.data.load_digits], or for MNIST the `t10k`
+        test split read by [`load_mnist`][snrkit.data.load_mnist]).
 
     Raises:
-        ValueError: For an unknown name, or ``"mnist"`` without ``mnist_dir``.
+        ValueError: For an unknown name, or `"mnist"` without `mnist_dir`.
         DataError: If the MNIST files are missing or malformed.
+
+    Examples:
+        >>> from snrkit.data import load
+        >>> load("digits").name
+        'digits'
+        >>> load("cifar")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown dataset 'cifar'; choose one of ('digits', 'mnist').
+        >>> load("mnist")
+        Traceback (most recent call last):
+        ...
+        ValueError: load('mnist') needs mnist_dir, the folder holding the MNIST IDX files ...
     """
     key = name.strip().lower() if isinstance(name, str) else name
     if key == "digits":

@@ -1,15 +1,29 @@
-"""True gradients of real networks on real data, by backprop.
+r"""True gradients of real networks on real data, by backprop.
 
 These are the references the estimators are judged against: the *full-batch* gradient of
-the mean loss is the ``∇`` of the design notes, computed exactly (up to float rounding) by
-``jax.grad``; the minibatch and per-example gradients let the stochastic-gradient noise of
+the mean loss is the $\nabla$ of the design notes, computed exactly (up to float rounding)
+by `jax.grad`; the minibatch and per-example gradients let the stochastic-gradient noise of
 backprop itself be compared with the noise of forward gradients.
 
-``data`` arguments accept a :class:`snrkit.data.Dataset` (anything with ``images`` and
-``labels``) or a pair ``(x, y)`` of arrays with a shared leading example axis. A loss is
-either a :class:`snrkit.nets.Network` (its ``loss`` method is used) or a function
-``loss(params, x, y) -> scalar`` giving the *mean* loss of a batch. Compiled code is cached
+`data` arguments accept a [`Dataset`][snrkit.data.Dataset] (anything with `images` and
+`labels`) or a pair `(x, y)` of arrays with a shared leading example axis. A loss is
+either a [`Network`][snrkit.nets.Network] (its `loss` method is used) or a function
+`loss(params, x, y) -> scalar` giving the *mean* loss of a batch. Compiled code is cached
 on the loss function's identity, so pass the same function (or network) object to reuse it.
+
+Examples:
+    The true gradient of a softmax regression on digits, and the exact law of a forward
+    gradient there:
+
+    >>> import jax
+    >>> import snrkit as sk
+    >>> from snrkit import data, gradients, nets
+    >>> digits = data.load_digits().take(256)
+    >>> net = nets.mlp((64, 10))
+    >>> grad = gradients.full_batch_gradient(net, net.init(jax.random.key(0)), digits)
+    >>> law = sk.ForwardGradient(probe="gaussian").given(grad)
+    >>> law.num_coordinates
+    650
 """
 
 from __future__ import annotations
@@ -36,11 +50,17 @@ __all__ = [
 ]
 
 Params = Any
+"""A parameter pytree."""
 Array = jax.Array
+"""A JAX array."""
 LossFn = Callable[[Params, Array, Array], Array]
-Data = Any  # Dataset-like (``.images``, ``.labels``) or an ``(x, y)`` pair
+"""`loss(params, x, y) -> scalar`: the *mean* loss of the batch `(x, y)`."""
+Data = Any  # Dataset-like (`.images`, `.labels`) or an `(x, y)` pair
+"""A [`Dataset`][snrkit.data.Dataset] (anything with `.images` and `.labels`) or an
+`(x, y)` pair of arrays with a shared leading example axis."""
 
 DEFAULT_CHUNK_SIZE = 1024
+"""Examples per chunk of the full-data passes: memory is bounded by one chunk's activations."""
 
 
 def _loss_fn(net_or_loss: Network | LossFn) -> LossFn:
@@ -89,13 +109,13 @@ def _check_chunk_size(chunk_size: int | None) -> None:
 
 
 def _chunked_mean(fn: Callable, params: Params, x: Array, y: Array, chunk_size: int | None):
-    """Mean over examples of a per-batch *mean* ``fn``, one chunk in memory at a time.
+    """Mean over examples of a per-batch *mean* `fn`, one chunk in memory at a time.
 
     The mean over N examples is the size-weighted average of chunk means, which is exact,
-    so the result does not depend on ``chunk_size`` beyond float rounding.
+    so the result does not depend on `chunk_size` beyond float rounding.
 
     The chunks are looped over in Python, each through one compiled call, rather than with
-    ``lax.scan``: on XLA:CPU a convolution's gradient inside a scan body ran ~60x slower
+    `lax.scan`: on XLA:CPU a convolution's gradient inside a scan body ran ~60x slower
     than the same gradient as its own computation (MNIST CNN, jax 0.10), turning a 10 s
     full-batch gradient into minutes. At most two chunk shapes occur, so at most two
     compilations, and the Python overhead is one dispatch per chunk.
@@ -146,21 +166,41 @@ def full_batch_gradient(
     *,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
 ) -> Params:
-    """Gradient of the mean loss over *all* examples: the true gradient ``∇``.
+    r"""Gradient of the mean loss over *all* examples: the true gradient $\nabla$.
 
-    .. math:: \\nabla = \\nabla_\\theta \\frac1N \\sum_{i=1}^N \\ell(\\theta; x_i, y_i)
+    $$
+    \nabla = \nabla_\theta \frac1N \sum_{i=1}^N \ell(\theta; x_i, y_i)
+    $$
 
     Computed as the size-weighted average of chunk gradients, so memory is bounded by one
     chunk's activations (MNIST's 10,000 examples never go through the network at once).
 
     Args:
-        net_or_loss: A ``Network`` or a mean-loss function ``loss(params, x, y)``.
+        net_or_loss: A `Network` or a mean-loss function `loss(params, x, y)`.
         params: Parameter pytree.
-        data: A ``Dataset`` or an ``(x, y)`` pair.
-        chunk_size: Examples per chunk; ``None`` processes everything at once.
+        data: A `Dataset` or an `(x, y)` pair.
+        chunk_size: Examples per chunk; `None` processes everything at once.
 
     Returns:
-        A pytree shaped like ``params``.
+        A pytree shaped like `params`.
+
+    Raises:
+        TypeError: If `net_or_loss` is neither a `Network` nor callable, or `data` is
+            neither a `Dataset` nor an `(x, y)` pair.
+        ValueError: For a bad `chunk_size`, or `x` and `y` of different lengths.
+
+    Examples:
+        Least squares, $\ell = (x^\top w - y)^2$, whose gradient at $w = 0$ is
+        $-\frac2N\sum_i y_i x_i$:
+
+        >>> import jax.numpy as jnp, numpy as np
+        >>> from snrkit.gradients import full_batch_gradient
+        >>> def loss(w, x, y):
+        ...     return jnp.mean((x @ w - y) ** 2)
+        >>> x, y = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([1.0, 0.0, 2.0])
+        >>> grad = full_batch_gradient(loss, np.zeros(2), (x, y), chunk_size=2)
+        >>> np.asarray(grad, float).round(4).tolist()
+        [-7.3333, -9.3333]
     """
     _check_chunk_size(chunk_size)
     x, y = _arrays(data)
@@ -180,20 +220,39 @@ def minibatch_gradient(
     data: Data,
     batch_size: int,
 ) -> Params:
-    """Backprop gradient of the mean loss of one random minibatch.
+    r"""Backprop gradient of the mean loss of one random minibatch.
 
-    The batch is ``batch_size`` distinct examples drawn uniformly (without replacement),
-    so the result is an unbiased estimate of :func:`full_batch_gradient`.
+    $$
+    g_B = \nabla_\theta \frac1{|B|} \sum_{i \in B} \ell(\theta; x_i, y_i),
+    \qquad \mathbb{E}[g_B] = \nabla,
+    $$
+
+    where the batch $B$ is `batch_size` distinct examples drawn uniformly (without
+    replacement), so the result is an unbiased estimate of
+    [`full_batch_gradient`][snrkit.gradients.full_batch_gradient].
 
     Args:
-        key: A ``jax.random.key``; the batch is a function of it only.
-        loss: A ``Network`` or a mean-loss function ``loss(params, x, y)``.
+        key: A `jax.random.key`; the batch is a function of it only.
+        loss: A `Network` or a mean-loss function `loss(params, x, y)`.
         params: Parameter pytree.
-        data: A ``Dataset`` or an ``(x, y)`` pair.
-        batch_size: Examples per batch, ``1 <= batch_size <= N``.
+        data: A `Dataset` or an `(x, y)` pair.
+        batch_size: Examples per batch, `1 <= batch_size <= N`.
 
     Returns:
-        A pytree shaped like ``params``.
+        A pytree shaped like `params`.
+
+    Raises:
+        ValueError: If `batch_size` is out of range.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpy as np
+        >>> from snrkit.gradients import minibatch_gradient
+        >>> def loss(w, x, y):
+        ...     return jnp.mean((x @ w - y) ** 2)
+        >>> x, y = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([1.0, 0.0, 2.0])
+        >>> grad = minibatch_gradient(jax.random.key(0), loss, np.zeros(2), (x, y), batch_size=2)
+        >>> grad.shape
+        (2,)
     """
     x, y = _arrays(data)
     batch_size = _check_batch_size(batch_size, x.shape[0])
@@ -219,18 +278,30 @@ def _per_example_gradients(loss, params, x, y):
 
 
 def per_example_gradients(loss: Network | LossFn, params: Params, x: Array, y: Array) -> Params:
-    """Gradient of the loss of each example separately (``vmap`` of ``grad``).
+    r"""Gradient of the loss of each example separately (`vmap` of `grad`).
 
-    Memory is ``B`` times the parameter count, so keep ``B`` modest for big networks.
+    Entry $b$ is $\nabla_\theta\, \ell(\theta; x_b, y_b)$; their mean is the gradient of
+    the batch's mean loss. Memory is $B$ times the parameter count, so keep $B$ modest for
+    big networks.
 
     Args:
-        loss: A ``Network`` or a mean-loss function ``loss(params, x, y)``.
+        loss: A `Network` or a mean-loss function `loss(params, x, y)`.
         params: Parameter pytree.
-        x: Inputs with a leading example axis of size ``B``.
-        y: Labels of shape ``(B,)``.
+        x: Inputs with a leading example axis of size `B`.
+        y: Labels of shape `(B,)`.
 
     Returns:
-        A pytree shaped like ``params`` with a leading axis of size ``B``.
+        A pytree shaped like `params` with a leading axis of size `B`.
+
+    Examples:
+        >>> import jax.numpy as jnp, numpy as np
+        >>> from snrkit.gradients import per_example_gradients
+        >>> def loss(w, x, y):
+        ...     return jnp.mean((x @ w - y) ** 2)
+        >>> x, y = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([1.0, 0.0, 2.0])
+        >>> grads = per_example_gradients(loss, np.zeros(2), x, y)   # -2 y_b x_b at w = 0
+        >>> np.asarray(grads, float).tolist()
+        [[-2.0, -4.0], [0.0, 0.0], [-20.0, -24.0]]
     """
     x, y = _arrays((x, y))
     return _per_example_gradients(_loss_fn(loss), params, x, y)
@@ -243,16 +314,30 @@ def evaluate(
     *,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``network`` on all of ``data``.
+    r"""Mean cross-entropy and accuracy of `network` on all of `data`.
+
+    The means over all $N$ examples of [snrkit.nets.cross_entropy][] and
+    [snrkit.nets.accuracy][], computed chunk by chunk.
 
     Args:
-        network: The ``Network``.
+        network: The `Network`.
         params: Its parameters.
-        data: A ``Dataset`` or an ``(x, y)`` pair.
-        chunk_size: Examples per forward pass; ``None`` for one pass.
+        data: A `Dataset` or an `(x, y)` pair.
+        chunk_size: Examples per forward pass; `None` for one pass.
 
     Returns:
-        ``(loss, accuracy)`` as Python floats.
+        `(loss, accuracy)` as Python floats.
+
+    Examples:
+        Zero inputs give equal logits: loss $\log 3$, and every tie goes to class 0.
+
+        >>> import jax, numpy as np
+        >>> from snrkit import nets
+        >>> from snrkit.gradients import evaluate
+        >>> net = nets.mlp((2, 3))
+        >>> loss, acc = evaluate(net, net.init(jax.random.key(0)), (np.zeros((3, 2)), np.array([0, 1, 2])))
+        >>> round(loss, 4), round(acc, 4)
+        (1.0986, 0.3333)
     """
     _check_chunk_size(chunk_size)
     x, y = _arrays(data)
@@ -262,22 +347,30 @@ def evaluate(
 
 @dataclass(frozen=True, eq=False)
 class Checkpoint:
-    """Parameters saved during :func:`train`, with their full-data loss and accuracy.
+    """Parameters saved during [`train`][snrkit.gradients.train], with their full-data loss and accuracy.
 
-    ``eq=False`` because parameters are arrays, which have no single truth value.
+    `eq=False` because parameters are arrays, which have no single truth value.
 
-    Attributes:
-        step: Number of optimiser updates applied (0 is the initialisation).
-        params: Parameter pytree after ``step`` updates.
-        loss: Mean cross-entropy over the whole training data at these parameters
-            (NaN if ``train`` was asked not to compute metrics).
-        accuracy: Accuracy over the whole training data at these parameters (or NaN).
+    Examples:
+        >>> import jax, numpy as np
+        >>> from snrkit import nets
+        >>> from snrkit.gradients import train
+        >>> x, y = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([0, 1, 2])
+        >>> first, last = train(jax.random.key(0), nets.mlp((2, 3)), (x, y), steps=20,
+        ...                     batch_size=3, learning_rate=0.1, optimizer="sgd")
+        >>> first.step, last.step, last.loss < first.loss
+        (0, 20, True)
     """
 
     step: int
+    """Number of optimiser updates applied (0 is the initialisation)."""
     params: Params = field(repr=False)
+    """Parameter pytree after `step` updates."""
     loss: float
+    """Mean cross-entropy over the whole training data at these parameters (NaN if
+    [`train`][snrkit.gradients.train] was asked not to compute metrics)."""
     accuracy: float
+    """Accuracy over the whole training data at these parameters (or NaN)."""
 
 
 _OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
@@ -320,38 +413,55 @@ def train(
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     metrics: bool = True,
 ) -> list[Checkpoint]:
-    """Short minibatch backprop training, saving parameters at chosen steps.
+    r"""Short minibatch backprop training, saving parameters at chosen steps.
 
-    The point is not a good model but realistic gradients: ``∇`` at initialisation is
-    unlike ``∇`` after some training (smaller, more concentrated), and estimator noise
-    depends on that. Batches are drawn epoch by epoch: epoch ``e`` visits the examples in
-    the order ``permutation(fold_in(batch_key, e), N)``, cut into ``N // batch_size``
-    batches (the last ``N mod batch_size`` of that order sit the epoch out). The trajectory
-    is a function of ``key`` only, not of which checkpoints are requested.
+    Each step applies the optimiser to the minibatch gradient $g_{B_t}$ (see
+    [`minibatch_gradient`][snrkit.gradients.minibatch_gradient]); for `"sgd"` that is
+    $\theta_{t+1} = \theta_t - \eta\, g_{B_t}$, for `"adam"` the update of Kingma and Ba
+    (2015) as implemented by `optax.adam`.
+
+    The point is not a good model but realistic gradients: $\nabla$ at initialisation is
+    unlike $\nabla$ after some training (smaller, more concentrated), and estimator noise
+    depends on that. Batches are drawn epoch by epoch: epoch `e` visits the examples in
+    the order `permutation(fold_in(batch_key, e), N)`, cut into `N // batch_size`
+    batches (the last `N mod batch_size` of that order sit the epoch out). The trajectory
+    is a function of `key` only, not of which checkpoints are requested.
 
     Args:
-        key: A ``jax.random.key``. Split into an initialisation key and a batch key;
-            :func:`gradient_at` with the same key starts from the same parameters.
-        network: The ``Network`` to train.
-        data: A ``Dataset`` or an ``(x, y)`` pair.
+        key: A `jax.random.key`. Split into an initialisation key and a batch key;
+            [`gradient_at`][snrkit.gradients.gradient_at] with the same key starts from
+            the same parameters.
+        network: The `Network` to train.
+        data: A `Dataset` or an `(x, y)` pair.
         steps: Number of optimiser updates, >= 0.
-        batch_size: Examples per update, ``1 <= batch_size <= N``.
-        learning_rate: Optimiser step size, > 0.
-        checkpoints: Steps at which to save, each in ``[0, steps]``; 0 means the
-            initial parameters. Defaults to ``(0, steps)``.
-        optimizer: ``"adam"`` or ``"sgd"`` (``optax.adam`` / ``optax.sgd``).
-        params: Starting parameters; by default ``network.init`` of the init key.
+        batch_size: Examples per update, `1 <= batch_size <= N`.
+        learning_rate: Optimiser step size $\eta$, > 0.
+        checkpoints: Steps at which to save, each in `[0, steps]`; 0 means the
+            initial parameters. Defaults to `(0, steps)`.
+        optimizer: `"adam"` or `"sgd"` (`optax.adam` / `optax.sgd`).
+        params: Starting parameters; by default `network.init` of the init key.
         chunk_size: Chunk size of the full-data evaluation at each checkpoint.
-        metrics: Whether to evaluate loss and accuracy on all of ``data`` at each
+        metrics: Whether to evaluate loss and accuracy on all of `data` at each
             checkpoint; if False they are NaN and no evaluation pass is run.
 
     Returns:
-        One :class:`Checkpoint` per distinct requested step, in increasing step order.
+        One [`Checkpoint`][snrkit.gradients.Checkpoint] per distinct requested step, in
+        increasing step order.
 
     Raises:
-        ValueError: For negative ``steps``, a bad ``batch_size``, a non-positive
-            ``learning_rate``, an unknown ``optimizer`` or a checkpoint outside
-            ``[0, steps]``.
+        ValueError: For negative `steps`, a bad `batch_size`, a non-positive
+            `learning_rate`, an unknown `optimizer` or a checkpoint outside
+            `[0, steps]`.
+
+    Examples:
+        >>> import jax, numpy as np
+        >>> from snrkit import nets
+        >>> from snrkit.gradients import train
+        >>> x, y = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([0, 1, 2])
+        >>> saved = train(jax.random.key(0), nets.mlp((2, 3)), (x, y), steps=20, batch_size=3,
+        ...               learning_rate=0.1, checkpoints=(0, 10, 20), optimizer="sgd")
+        >>> [c.step for c in saved], saved[-1].loss < saved[0].loss
+        ([0, 10, 20], True)
     """
     if isinstance(steps, bool) or int(steps) != steps or steps < 0:
         raise ValueError(f"steps must be a non-negative integer; got {steps!r}.")
@@ -410,20 +520,34 @@ def gradient_at(
     optimizer: str = "adam",
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
 ) -> tuple[Params, Params]:
-    """Parameters after ``step`` training updates, and the full-batch gradient there.
+    r"""Parameters after `step` training updates, and the full-batch gradient there.
+
+    [`train`][snrkit.gradients.train] (without metrics) followed by
+    [`full_batch_gradient`][snrkit.gradients.full_batch_gradient]: the $\nabla$ that
+    snrkit's claims and sweeps are verified on.
 
     Args:
-        key: A ``jax.random.key``, used as in :func:`train`.
-        network: The ``Network``.
-        data: A ``Dataset`` or an ``(x, y)`` pair; both training and the gradient use it.
+        key: A `jax.random.key`, used as in [`train`][snrkit.gradients.train].
+        network: The `Network`.
+        data: A `Dataset` or an `(x, y)` pair; both training and the gradient use it.
         step: Training updates before taking the gradient; 0 is the initialisation.
         batch_size: Training batch size (clipped to the number of examples).
         learning_rate: Training step size.
-        optimizer: ``"adam"`` or ``"sgd"``.
+        optimizer: `"adam"` or `"sgd"`.
         chunk_size: Chunk size of the full-batch gradient.
 
     Returns:
-        ``(params, grad)``, two pytrees of the same structure.
+        `(params, grad)`, two pytrees of the same structure.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpy as np
+        >>> from snrkit import nets
+        >>> from snrkit.gradients import gradient_at
+        >>> x, y = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([0, 1, 2])
+        >>> params, grad = gradient_at(jax.random.key(0), nets.mlp((2, 3)), (x, y), step=5,
+        ...                            learning_rate=0.1, optimizer="sgd")
+        >>> jax.tree.map(jnp.shape, grad)
+        [{'b': (3,), 'w': (2, 3)}]
     """
     x, y = _arrays(data)
     (checkpoint,) = train(

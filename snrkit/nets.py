@@ -1,14 +1,22 @@
 """Small real networks in plain JAX: an MLP and a CNN, with their losses.
 
 Parameters are plain pytrees (lists and dicts of arrays), so every snrkit estimator, which
-works on arbitrary pytrees, applies to them unchanged, and ``ravel_pytree`` gives the flat
+works on arbitrary pytrees, applies to them unchanged, and `ravel_pytree` gives the flat
 order used for covariances.
 
 Layouts:
 
-* MLP: ``[{"w": (in, out), "b": (out,)}, ...]``, one dict per layer.
-* CNN: ``{"convs": [{"w": (3, 3, in, out), "b": (out,)}, ...], "dense": {"w", "b"}}``;
+- MLP: `[{"w": (in, out), "b": (out,)}, ...]`, one dict per layer.
+- CNN: `{"convs": [{"w": (3, 3, in, out), "b": (out,)}, ...], "dense": {"w", "b"}}`;
   images are NHWC, kernels HWIO.
+
+Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from snrkit import nets
+    >>> net = nets.mlp((4, 8, 3))
+    >>> params = net.init(jax.random.key(0))
+    >>> nets.num_params(params), net.apply(params, jnp.zeros((2, 4))).shape
+    (67, (2, 3))
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 __all__ = [
     "Network",
@@ -39,7 +48,9 @@ __all__ = [
 ]
 
 Params = Any  # a pytree of arrays
+"""A parameter pytree: lists and dicts of arrays (see the layouts above)."""
 Array = jax.Array
+"""A JAX array."""
 
 
 # Normals are drawn in fixed-size blocks by one compiled sampler. Compiling a threefry
@@ -74,7 +85,7 @@ def _dense_layers(
 def _init_layers(
     key: Array, shapes: Sequence[tuple[int, ...]], variances: Sequence[float], dtype
 ) -> list[dict[str, Array]]:
-    """One ``{"w", "b"}`` dict per shape: ``w ~ N(0, variance)`` (untruncated), ``b = 0``.
+    """One `{"w", "b"}` dict per shape: `w ~ N(0, variance)` (untruncated), `b = 0`.
 
     Plain rather than truncated normals, so the variance is exactly the one the scaling
     argument asks for, with no truncation correction to get wrong. The normals are drawn
@@ -96,26 +107,39 @@ def _check_widths(widths: Sequence[int], name: str = "widths") -> tuple[int, ...
     return tuple(int(w) for w in widths)
 
 
-def mlp_init(key: Array, widths: Sequence[int], *, dtype=jnp.float32) -> list[dict[str, Array]]:
-    """Initialise a fully connected ReLU network.
+def mlp_init(key: Array, widths: Sequence[int], *, dtype: DTypeLike = jnp.float32) -> list[dict[str, Array]]:
+    r"""Initialise a fully connected ReLU network.
 
-    Hidden layers use He-normal weights, :math:`W \\sim \\mathcal N(0, 2/\\text{fan\\_in})`
-    (He et al., 2015): ReLU zeroes half of its input on average, and the factor 2 makes up
-    for it so activations keep their scale with depth instead of shrinking geometrically.
-    The output layer feeds no ReLU, so it uses LeCun-normal, :math:`\\mathcal N(0,
-    1/\\text{fan\\_in})`, which keeps the initial logits O(1) and the initial loss near
-    :math:`\\log(\\text{classes})`. Biases start at zero.
+    Hidden layers use He-normal weights (He et al., 2015),
+
+    $$
+    W_{jk} \sim \mathcal N\big(0,\ 2/\text{fan-in}\big),
+    $$
+
+    untruncated: ReLU zeroes half of its input on average, and the factor 2 makes up for
+    it so activations keep their scale with depth instead of shrinking geometrically. The
+    output layer feeds no ReLU, so it uses LeCun-normal, $\mathcal N(0, 1/\text{fan-in})$,
+    which keeps the initial logits $O(1)$ and the initial loss near
+    $\log(\text{classes})$. Biases start at zero. The normals are drawn in float32 and
+    then cast to `dtype`.
 
     Args:
-        key: A ``jax.random.key``.
-        widths: Layer widths including input and output, e.g. ``(64, 32, 10)``.
+        key: A `jax.random.key`.
+        widths: Layer widths including input and output, e.g. `(64, 32, 10)`.
         dtype: Parameter dtype.
 
     Returns:
-        One ``{"w": (in, out), "b": (out,)}`` dict per layer.
+        One `{"w": (in, out), "b": (out,)}` dict per layer.
 
     Raises:
-        ValueError: If ``widths`` has fewer than two entries or a non-positive entry.
+        ValueError: If `widths` has fewer than two entries or a non-positive entry.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from snrkit.nets import mlp_init
+        >>> params = mlp_init(jax.random.key(0), (4, 8, 3))
+        >>> jax.tree.map(jnp.shape, params)
+        [{'b': (8,), 'w': (4, 8)}, {'b': (3,), 'w': (8, 3)}]
     """
     widths = _check_widths(widths)
     shapes = list(zip(widths[:-1], widths[1:]))
@@ -126,15 +150,31 @@ def mlp_init(key: Array, widths: Sequence[int], *, dtype=jnp.float32) -> list[di
 
 @jax.jit
 def mlp_apply(params: Sequence[dict[str, Array]], x: Array) -> Array:
-    """Logits of the MLP: ReLU hidden layers, linear output.
+    r"""Logits of the MLP: ReLU hidden layers, linear output.
+
+    With $h_0 = x$ and layers $(W_l, b_l)$, $l = 1, \dots, L$:
+
+    $$
+    h_l = \max(0,\ h_{l-1} W_l + b_l) \quad (l < L), \qquad z = h_{L-1} W_L + b_L.
+    $$
 
     Args:
-        params: As returned by :func:`mlp_init`.
-        x: Inputs of shape ``(B, in)``, or ``(B, H, W)`` images that are flattened
-            row-major (``H * W`` must equal ``in``).
+        params: As returned by [`mlp_init`][snrkit.nets.mlp_init].
+        x: Inputs of shape `(B, in)`, or `(B, H, W)` images that are flattened
+            row-major (`H * W` must equal `in`).
 
     Returns:
-        Logits of shape ``(B, num_classes)``.
+        Logits of shape `(B, num_classes)`.
+
+    Raises:
+        ValueError: If `x` has no batch axis or the wrong number of features.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from snrkit.nets import mlp_apply, mlp_init
+        >>> params = mlp_init(jax.random.key(0), (4, 8, 3))
+        >>> mlp_apply(params, jnp.ones((5, 2, 2))).shape   # 2x2 images, flattened
+        (5, 3)
     """
     x = jnp.asarray(x)
     if x.ndim < 2:
@@ -168,27 +208,35 @@ def cnn_init(
     num_classes: int = 10,
     channels: Sequence[int] = (8, 16),
     *,
-    dtype=jnp.float32,
+    dtype: DTypeLike = jnp.float32,
 ) -> dict[str, Any]:
-    """Initialise a small CNN: 3x3 convs with ReLU, one 2x2 average pool, a dense layer.
+    r"""Initialise a small CNN: 3x3 convs with ReLU, one 2x2 average pool, a dense layer.
 
-    Convolutions use He-normal weights (fan-in ``3 * 3 * in_channels``) because each feeds
-    a ReLU; the dense output layer uses LeCun-normal so the initial logits are O(1).
-    Biases start at zero. See :func:`mlp_init` for why.
+    Convolutions use He-normal weights, $\mathcal N(0, 2/(9\,c_\text{in}))$ with fan-in
+    $3 \cdot 3 \cdot c_\text{in}$ (He et al., 2015), because each feeds a ReLU; the dense
+    output layer uses LeCun-normal, $\mathcal N(0, 1/\text{fan-in})$, so the initial logits
+    are $O(1)$. Biases start at zero. See [`mlp_init`][snrkit.nets.mlp_init] for why.
 
     Args:
-        key: A ``jax.random.key``.
-        image_shape: ``(H, W)`` of the single-channel input images, e.g. ``(8, 8)`` for
-            digits or ``(28, 28)`` for MNIST.
+        key: A `jax.random.key`.
+        image_shape: `(H, W)` of the single-channel input images, e.g. `(8, 8)` for
+            digits or `(28, 28)` for MNIST.
         num_classes: Width of the output logits.
         channels: Output channels of each 3x3 convolution (two by default).
         dtype: Parameter dtype.
 
     Returns:
-        ``{"convs": [{"w": (3, 3, in, out), "b": (out,)}, ...], "dense": {"w", "b"}}``.
+        `{"convs": [{"w": (3, 3, in, out), "b": (out,)}, ...], "dense": {"w", "b"}}`.
 
     Raises:
         ValueError: For an image smaller than 2x2, or non-positive channels or classes.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from snrkit.nets import cnn_init
+        >>> params = cnn_init(jax.random.key(0), (8, 8), num_classes=10, channels=(2,))
+        >>> jax.tree.map(jnp.shape, params)
+        {'convs': [{'b': (2,), 'w': (3, 3, 1, 2)}], 'dense': {'b': (10,), 'w': (32, 10)}}
     """
     image_shape, num_classes, channels = _check_cnn_args(image_shape, num_classes, channels)
     (h, w), ins = image_shape, (1, *channels[:-1])
@@ -223,18 +271,31 @@ def _bad_positive_int(value: Any) -> bool:
 
 @jax.jit
 def cnn_apply(params: dict[str, Any], x: Array) -> Array:
-    """Logits of the CNN from :func:`cnn_init`.
+    """Logits of the CNN from [`cnn_init`][snrkit.nets.cnn_init].
 
+    Each 3x3 convolution (SAME padding, stride 1) is followed by a ReLU; then one 2x2
+    average pool with stride 2 (odd sizes are floored), a flatten and the dense layer.
     The pool is an *average* pool: it is linear, so its derivative is defined everywhere.
     A max pool is not differentiable at ties, which are common after ReLU (whole windows
     of zeros), so the "true gradient" there would rest on a tie-breaking convention.
 
     Args:
-        params: As returned by :func:`cnn_init`.
-        x: Images of shape ``(B, H, W)`` or ``(B, H, W, 1)``.
+        params: As returned by [`cnn_init`][snrkit.nets.cnn_init].
+        x: Images of shape `(B, H, W)` or `(B, H, W, 1)`.
 
     Returns:
-        Logits of shape ``(B, num_classes)``.
+        Logits of shape `(B, num_classes)`.
+
+    Raises:
+        ValueError: If `x` is not a batch of single-channel images of the size the CNN
+            was built for.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from snrkit.nets import cnn_apply, cnn_init
+        >>> params = cnn_init(jax.random.key(0), (8, 8), num_classes=10, channels=(2,))
+        >>> cnn_apply(params, jnp.zeros((5, 8, 8))).shape
+        (5, 10)
     """
     x = jnp.asarray(x)
     if x.ndim == 3:
@@ -270,18 +331,30 @@ def cnn_apply(params: dict[str, Any], x: Array) -> Array:
 
 @jax.jit
 def cross_entropy(logits: Array, labels: Array) -> Array:
-    """Mean softmax cross-entropy.
+    r"""Mean softmax cross-entropy.
 
-    .. math:: \\ell = -\\frac1B \\sum_b \\log \\operatorname{softmax}(z_b)_{y_b}
+    $$
+    \ell = -\frac1B \sum_{b=1}^B \log \operatorname{softmax}(z_b)_{y_b}
+    $$
 
-    ``log_softmax`` subtracts the max logit first, so large logits do not overflow.
+    `log_softmax` subtracts the max logit first, so large logits do not overflow.
 
     Args:
-        logits: Shape ``(B, C)``.
-        labels: Integer class indices of shape ``(B,)``.
+        logits: Shape `(B, C)`.
+        labels: Integer class indices of shape `(B,)`.
 
     Returns:
         A scalar in the logits' dtype.
+
+    Examples:
+        Equal logits over 3 classes give $\log 3$:
+
+        >>> import jax.numpy as jnp
+        >>> from snrkit.nets import cross_entropy
+        >>> round(float(cross_entropy(jnp.zeros((2, 3)), jnp.array([0, 2]))), 4)
+        1.0986
+        >>> float(cross_entropy(jnp.array([[1000.0, 0.0]]), jnp.array([1])))
+        1000.0
     """
     log_p = jax.nn.log_softmax(logits, axis=-1)
     picked = jnp.take_along_axis(log_p, jnp.asarray(labels)[:, None].astype(jnp.int32), axis=-1)
@@ -290,7 +363,27 @@ def cross_entropy(logits: Array, labels: Array) -> Array:
 
 @jax.jit
 def accuracy(logits: Array, labels: Array) -> Array:
-    """Fraction of examples whose largest logit is the true class (float32 scalar)."""
+    r"""Fraction of examples whose largest logit is the true class (float32 scalar).
+
+    $$
+    \text{accuracy} = \frac1B \sum_{b=1}^B \mathbb 1\big[\arg\max_c z_{bc} = y_b\big]
+    $$
+
+    Ties go to the first largest logit (`jnp.argmax`).
+
+    Args:
+        logits: Shape `(B, C)`.
+        labels: Integer class indices of shape `(B,)`.
+
+    Returns:
+        A float32 scalar in $[0, 1]$.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from snrkit.nets import accuracy
+        >>> float(accuracy(jnp.array([[2.0, 1.0], [0.0, 3.0]]), jnp.array([0, 0])))
+        0.5
+    """
     return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
 
 
@@ -298,26 +391,74 @@ def accuracy(logits: Array, labels: Array) -> Array:
 class Network:
     """A network as three pure pieces: how to initialise, how to apply, what it is called.
 
-    Frozen and hashable, so it can be a static argument of ``jax.jit``; the factories
-    :func:`mlp` and :func:`cnn` return the same object for the same configuration, so
-    compiled code is reused across calls.
+    Frozen and hashable, so it can be a static argument of `jax.jit`; the factories
+    [`mlp`][snrkit.nets.mlp] and [`cnn`][snrkit.nets.cnn] return the same object for the
+    same configuration, so compiled code is reused across calls.
 
-    Attributes:
-        name: Human-readable description, used in tables and plots.
-        init: ``init(key) -> params``.
-        apply: ``apply(params, x) -> logits`` for a batch ``x``.
+    Examples:
+        >>> from snrkit.nets import mlp
+        >>> net = mlp((64, 32, 10))
+        >>> net.name
+        'mlp-64-32-10'
+        >>> net is mlp([64, 32, 10])   # cached: compiled code is shared
+        True
     """
 
     name: str
+    """Human-readable description, used in tables and plots."""
     init: Callable[[Array], Params]
+    """`init(key) -> params`."""
     apply: Callable[[Params, Array], Array]
+    """`apply(params, x) -> logits` for a batch `x`."""
 
     def loss(self, params: Params, x: Array, y: Array) -> Array:
-        """Mean softmax cross-entropy of the batch ``(x, y)``."""
+        r"""Mean softmax cross-entropy of the batch `(x, y)`: `cross_entropy(apply(params, x), y)`.
+
+        This is the $\ell$ whose gradient snrkit's estimators estimate (see
+        [`cross_entropy`][snrkit.nets.cross_entropy]).
+
+        Args:
+            params: The network's parameters.
+            x: A batch of inputs.
+            y: Integer labels of shape `(B,)`.
+
+        Returns:
+            A scalar.
+
+        Examples:
+            Zero inputs give zero logits (the biases start at zero), so the loss is
+            $\log 3$ for 3 classes:
+
+            >>> import jax, jax.numpy as jnp
+            >>> from snrkit.nets import mlp
+            >>> net = mlp((4, 3))
+            >>> params = net.init(jax.random.key(0))
+            >>> round(float(net.loss(params, jnp.zeros((2, 4)), jnp.array([0, 1]))), 4)
+            1.0986
+        """
         return cross_entropy(self.apply(params, x), y)
 
     def accuracy(self, params: Params, x: Array, y: Array) -> Array:
-        """Classification accuracy on the batch ``(x, y)``."""
+        """Classification accuracy on the batch `(x, y)` (see [`accuracy`][snrkit.nets.accuracy]).
+
+        Args:
+            params: The network's parameters.
+            x: A batch of inputs.
+            y: Integer labels of shape `(B,)`.
+
+        Returns:
+            A float32 scalar in $[0, 1]$.
+
+        Examples:
+            Zero logits tie, and ties go to class 0:
+
+            >>> import jax, jax.numpy as jnp
+            >>> from snrkit.nets import mlp
+            >>> net = mlp((4, 3))
+            >>> params = net.init(jax.random.key(0))
+            >>> float(net.accuracy(params, jnp.zeros((2, 4)), jnp.array([0, 1])))
+            0.5
+        """
         return accuracy(self.apply(params, x), y)
 
 
@@ -330,15 +471,28 @@ def _mlp(widths: tuple[int, ...], dtype) -> Network:
     )
 
 
-def mlp(widths: Sequence[int], *, dtype=jnp.float32) -> Network:
-    """An MLP :class:`Network` with the given layer widths (input and output included).
+def mlp(widths: Sequence[int], *, dtype: DTypeLike = jnp.float32) -> Network:
+    """An MLP [`Network`][snrkit.nets.Network] with the given layer widths (input and output included).
+
+    Initialised by [`mlp_init`][snrkit.nets.mlp_init] and applied by
+    [`mlp_apply`][snrkit.nets.mlp_apply]. The same configuration returns the same object.
 
     Args:
-        widths: E.g. ``(64, 32, 10)`` for 8x8 digits with one hidden layer of 32.
+        widths: E.g. `(64, 32, 10)` for 8x8 digits with one hidden layer of 32.
         dtype: Parameter dtype.
 
     Returns:
-        A ``Network`` named like ``"mlp-64-32-10"``.
+        A `Network` named like `"mlp-64-32-10"`.
+
+    Raises:
+        ValueError: If `widths` has fewer than two entries or a non-positive entry.
+
+    Examples:
+        >>> import jax
+        >>> from snrkit.nets import mlp, num_params
+        >>> net = mlp((64, 32, 10))
+        >>> net.name, num_params(net.init(jax.random.key(0)))
+        ('mlp-64-32-10', 2410)
     """
     return _mlp(_check_widths(widths), jnp.dtype(dtype))
 
@@ -366,25 +520,71 @@ def cnn(
     num_classes: int = 10,
     channels: Sequence[int] = (8, 16),
     *,
-    dtype=jnp.float32,
+    dtype: DTypeLike = jnp.float32,
 ) -> Network:
-    """A CNN :class:`Network`; arguments as for :func:`cnn_init`.
+    """A CNN [`Network`][snrkit.nets.Network]; arguments as for [`cnn_init`][snrkit.nets.cnn_init].
+
+    Initialised by [`cnn_init`][snrkit.nets.cnn_init] and applied by
+    [`cnn_apply`][snrkit.nets.cnn_apply]. The same configuration returns the same object.
+
+    Args:
+        image_shape: `(H, W)` of the single-channel input images.
+        num_classes: Width of the output logits.
+        channels: Output channels of each 3x3 convolution.
+        dtype: Parameter dtype.
 
     Returns:
-        A ``Network`` named like ``"cnn-8x8-8-16-10"``.
+        A `Network` named like `"cnn-8x8-8-16-10"`.
+
+    Raises:
+        ValueError: For an image smaller than 2x2, or non-positive channels or classes.
+
+    Examples:
+        >>> from snrkit.nets import cnn
+        >>> cnn().name, cnn((28, 28), channels=(4,)).name
+        ('cnn-8x8-8-16-10', 'cnn-28x28-4-10')
     """
     return _cnn(*_check_cnn_args(image_shape, num_classes, channels), jnp.dtype(dtype))
 
 
 def num_params(params: Params) -> int:
-    """Total number of scalar entries in a parameter pytree."""
+    r"""Total number of scalar entries in a parameter pytree, $n = \sum_\text{leaves} \text{size}$.
+
+    Args:
+        params: Any pytree of arrays.
+
+    Returns:
+        The number $n$ of coordinates of the flattened parameters.
+
+    Examples:
+        >>> import numpy as np
+        >>> from snrkit.nets import num_params
+        >>> num_params({"w": np.zeros((3, 2)), "b": np.zeros(2)})
+        8
+    """
     return int(sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree_util.tree_leaves(params)))
 
 
 def mlp_num_params(widths: Sequence[int]) -> int:
-    """Parameter count of an MLP with these widths, without building it.
+    r"""Parameter count of an MLP with these widths, without building it.
 
-    .. math:: P = \\sum_l (w_l + 1)\\, w_{l+1}
+    $$
+    P = \sum_{l} (w_l + 1)\, w_{l+1}
+    $$
+
+    Args:
+        widths: Layer widths $w_0, \dots, w_L$, input and output included.
+
+    Returns:
+        The count $P$ (weights and biases).
+
+    Raises:
+        ValueError: If `widths` has fewer than two entries or a non-positive entry.
+
+    Examples:
+        >>> from snrkit.nets import mlp_num_params
+        >>> mlp_num_params((64, 32, 10))   # 65 * 32 + 33 * 10
+        2410
     """
     widths = _check_widths(widths)
     return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
@@ -393,27 +593,36 @@ def mlp_num_params(widths: Sequence[int]) -> int:
 def mlp_widths_for_params(
     input_dim: int, num_classes: int, target_params: int, depth: int = 2
 ) -> tuple[int, ...]:
-    """MLP widths whose parameter count is closest to a target.
+    r"""MLP widths whose parameter count is closest to a target.
 
-    All ``depth`` hidden layers share one width ``h``, so the count is
+    All `depth` hidden layers share one width $h$, so the count is
 
-    .. math:: P(h) = (d_\\text{in}+1)h + (\\text{depth}-1)(h+1)h + (h+1)C,
+    $$
+    P(h) = (d_\text{in}+1)h + (\text{depth}-1)(h+1)h + (h+1)C,
+    $$
 
-    increasing in ``h``. The real root of ``P(h) = \\text{target}`` is found in closed form
-    and the better of its floor and ceiling (at least 1) is returned, so ``|P(h) - target|``
-    is at most half the step ``P(h+1) - P(h)`` whenever ``target >= P(1)``.
+    increasing in $h$. The real root of $P(h) = \text{target}$ is found in closed form
+    and the better of its floor and ceiling (at least 1) is returned, so
+    $|P(h) - \text{target}|$ is at most half the step $P(h+1) - P(h)$ whenever
+    $\text{target} \ge P(1)$.
 
     Args:
-        input_dim: Input features (64 for digits, 784 for MNIST).
-        num_classes: Output width.
+        input_dim: Input features $d_\text{in}$ (64 for digits, 784 for MNIST).
+        num_classes: Output width $C$.
         target_params: Desired parameter count.
         depth: Number of hidden layers, >= 1.
 
     Returns:
-        ``(input_dim, h, ..., h, num_classes)`` with ``depth`` copies of ``h``.
+        `(input_dim, h, ..., h, num_classes)` with `depth` copies of `h`.
 
     Raises:
         ValueError: For non-positive arguments.
+
+    Examples:
+        >>> from snrkit.nets import mlp_num_params, mlp_widths_for_params
+        >>> widths = mlp_widths_for_params(64, 10, 6000)
+        >>> widths, mlp_num_params(widths)
+        ((64, 48, 48, 10), 5962)
     """
     for name, value in (
         ("input_dim", input_dim),

@@ -1,13 +1,22 @@
 r"""Figures from tidy frames: each function draws what a frame holds and computes nothing else.
 
-The numbers come from :mod:`snrkit.sweeps` (and the fitted slopes from
-:func:`snrkit.sweeps.fit_loglog_slope`); here they are only drawn. Figures are built with
-:class:`matplotlib.figure.Figure` rather than :mod:`matplotlib.pyplot`, so no GUI backend is
-needed or selected (nothing here calls ``matplotlib.use``), nothing accumulates in pyplot's
-global figure list in long sweeps, and a notebook still displays the returned figure.
+The numbers come from [`snrkit.sweeps`][snrkit.sweeps] (and the fitted slopes from
+[snrkit.sweeps.fit_loglog_slope][]) or [`snrkit.report`][snrkit.report]; here they are only
+drawn. Figures are built with `matplotlib.figure.Figure` rather than `matplotlib.pyplot`, so
+no GUI backend is needed or selected (nothing here calls `matplotlib.use`), nothing
+accumulates in pyplot's global figure list in long sweeps, and a notebook still displays the
+returned figure.
 
-Functions take an optional ``ax`` to draw into an existing figure; they return the figure
-the axes belong to. :func:`save` writes a PNG.
+Functions take an optional `ax` to draw into an existing figure; they return the figure
+the axes belong to. [`save`][snrkit.plots.save] writes a PNG.
+
+Examples:
+    >>> import pandas as pd
+    >>> from snrkit import plots
+    >>> frame = pd.DataFrame({"formula": "snrkit exact", "predicted": [1.0, 2.0],
+    ...                       "measured": [1.1, 1.9]})
+    >>> type(plots.plot_parity(frame)).__name__
+    'Figure'
 """
 
 from __future__ import annotations
@@ -27,8 +36,8 @@ from snrkit import sweeps
 
 __all__ = ["plot_parity", "plot_snr_vs_params", "plot_thread_check", "save"]
 
-#: Resolution of :func:`save`.
 DPI = 120
+"""Resolution of [`save`][snrkit.plots.save], in dots per inch."""
 
 _METRIC_NAMES = {
     "mean_entry_snr": r"mean entry SNR, mean$_i\ \nabla_i^2/\mathrm{Var}[g_i]$",
@@ -49,23 +58,34 @@ def plot_snr_vs_params(
     r"""SNR against the number of parameters, log-log, one colour per estimator.
 
     Exact values are lines, Monte Carlo values are points with their 95 % (batch-means)
-    error bars. Each estimator's legend entry shows the fitted log-log slope of its exact
-    values with its 95 % interval (a slope of :math:`-1` is SNR :math:`\propto 1/n`).
+    error bars. Each estimator's legend entry shows the fitted log-log slope $b$ of its
+    exact values, $\log \mathrm{SNR} \approx a + b \log n$, with its 95 % interval (a slope
+    of $-1$ is $\mathrm{SNR} \propto 1/n$, Frye's (2022) scaling).
 
     Args:
-        frame: a frame from :func:`snrkit.sweeps.snr_sweep` (columns ``label``, ``n``,
-            ``source``, ``metric``, ``value``, ``lo``, ``hi``).
-        metric: which metric to draw.
-        ax: axes to draw into; a new figure when ``None``.
-        fits: ``label -> (slope, lo, hi)``; by default
-            :func:`snrkit.sweeps.fit_loglog_slope` of the exact rows, for every label that
+        frame: a frame from [snrkit.sweeps.snr_sweep][] (columns `label`, `n`,
+            `source`, `metric`, `value`, `lo`, `hi`).
+        metric: which metric to draw (`"mean_entry_snr"` or `"aggregate_snr"`).
+        ax: axes to draw into; a new figure when `None`.
+        fits: `label -> (slope, lo, hi)`; by default
+            [snrkit.sweeps.fit_loglog_slope][] of the exact rows, for every label that
             has at least two widths.
 
     Returns:
         The figure.
 
     Raises:
-        ValueError: the frame has no rows for ``metric`` or lacks a needed column.
+        ValueError: the frame has no rows for `metric` or lacks a needed column.
+
+    Examples:
+        >>> import numpy as np, pandas as pd
+        >>> from snrkit.plots import plot_snr_vs_params
+        >>> frame = pd.DataFrame({"label": "FG", "n": [1000, 4000, 16000], "source": "exact",
+        ...                       "metric": "mean_entry_snr", "value": [1e-3, 2.5e-4, 6.25e-5],
+        ...                       "lo": np.nan, "hi": np.nan})
+        >>> fig = plot_snr_vs_params(frame)
+        >>> type(fig).__name__, fig.axes[0].get_legend().get_texts()[0].get_text()
+        ('Figure', 'FG: slope -1.0000 [-1.0000, -1.0000]')
     """
     _require(frame, ("label", "n", "source", "metric", "value", "lo", "hi"), "plot_snr_vs_params")
     rows = frame[frame["metric"] == metric]
@@ -116,16 +136,33 @@ def plot_snr_vs_params(
 
 
 def plot_parity(frame: pd.DataFrame, ax: Axes | None = None) -> Figure:
-    """Measured against predicted variance, log-log, with the line of agreement ``y = x``.
+    """Measured against predicted variance, log-log, with the line of agreement $y = x$.
+
+    A formula that holds entry by entry puts its points on the line; a formula that
+    predicts $c$ times the truth puts them on the parallel line $y = x / c$. The frame of a
+    report is [snrkit.report.parity_frame][].
 
     Args:
-        frame: columns ``formula`` (e.g. ``"snrkit exact"``, ``"frye-eq1"``), ``predicted``,
-            ``measured`` and, optionally, ``measured_lo`` / ``measured_hi`` (an interval for
-            ``measured``, drawn as error bars). One colour per formula.
-        ax: axes to draw into; a new figure when ``None``.
+        frame: columns `formula` (e.g. `"snrkit exact"`, `"frye-eq1"`), `predicted`,
+            `measured` and, optionally, `measured_lo` / `measured_hi` (an interval for
+            `measured`, drawn as error bars). One colour per formula.
+        ax: axes to draw into; a new figure when `None`.
 
     Returns:
         The figure.
+
+    Raises:
+        ValueError: the frame is empty or lacks a needed column.
+
+    Examples:
+        >>> import pandas as pd
+        >>> from snrkit.plots import plot_parity
+        >>> frame = pd.DataFrame({"formula": ["snrkit exact"] * 2 + ["frye-eq1"] * 2,
+        ...                       "predicted": [1.0, 2.0, 4.0, 8.0],
+        ...                       "measured": [1.1, 1.9, 1.1, 1.9]})
+        >>> fig = plot_parity(frame)
+        >>> type(fig).__name__, [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        ('Figure', ['measured = predicted', 'snrkit exact', 'frye-eq1'])
     """
     _require(frame, ("formula", "predicted", "measured"), "plot_parity")
     fig, ax = _figure(ax)
@@ -150,23 +187,42 @@ def plot_parity(frame: pd.DataFrame, ax: Axes | None = None) -> Figure:
 
 
 def plot_thread_check(frame: pd.DataFrame, ax: Axes | None = None) -> Figure:
-    r"""Frye's thread check: the average entry variance against :math:`\|\nabla\|^2`.
+    r"""Frye's thread check: the average entry variance against $\|\nabla\|^2$.
 
-    Frye (2022, thread) checked that the mean over entries of :math:`\operatorname{Var}[g_i]`
-    equals :math:`\|\nabla\|^2` on MNIST gradients. Measured values are points with error
-    bars, one colour per setting; the thread's claim is the line :math:`y = x`; the exact
-    mean, :math:`\|\nabla\|^2(1 + (\kappa-2)/n)` (divided by :math:`K` for :math:`K`
-    directions), is drawn as a dashed line per setting through its ``exact_mean_entry_var``
-    values when the frame has them.
+    Frye (2022, thread) checked that the mean over entries of $\operatorname{Var}[g_i]$
+    equals $\|\nabla\|^2$ on MNIST gradients. Measured values are points with error
+    bars, one colour per setting; the thread's claim is the line $y = x$; the exact
+    mean,
+
+    $$
+    \frac1n\sum_i \operatorname{Var}[g_i] = \|\nabla\|^2\Big(1 + \frac{\kappa-2}{n}\Big)
+    $$
+
+    (divided by $K$ for $K$ directions; derived in the docs:
+    [Derivations](../derivations.md)), is drawn as a dashed line per setting through its
+    `exact_mean_entry_var` values when the frame has them. The frame of a report is
+    [snrkit.report.thread_frame][].
 
     Args:
-        frame: columns ``setting``, ``norm_sq`` (:math:`\|\nabla\|^2`), ``mean_entry_var``
-            (measured), ``lo``, ``hi`` (its interval) and, optionally,
-            ``exact_mean_entry_var``.
-        ax: axes to draw into; a new figure when ``None``.
+        frame: columns `setting`, `norm_sq` ($\|\nabla\|^2$), `mean_entry_var`
+            (measured), `lo`, `hi` (its interval) and, optionally,
+            `exact_mean_entry_var`.
+        ax: axes to draw into; a new figure when `None`.
 
     Returns:
         The figure.
+
+    Raises:
+        ValueError: the frame is empty or lacks a needed column.
+
+    Examples:
+        >>> import pandas as pd
+        >>> from snrkit.plots import plot_thread_check
+        >>> frame = pd.DataFrame({"setting": "mlp on digits (gaussian)", "norm_sq": [1.0, 2.0],
+        ...                       "mean_entry_var": [1.01, 2.03], "lo": [0.99, 1.98],
+        ...                       "hi": [1.03, 2.08], "exact_mean_entry_var": [1.001, 2.002]})
+        >>> type(plot_thread_check(frame)).__name__
+        'Figure'
     """
     _require(frame, ("setting", "norm_sq", "mean_entry_var", "lo", "hi"), "plot_thread_check")
     fig, ax = _figure(ax)
@@ -205,17 +261,29 @@ def plot_thread_check(frame: pd.DataFrame, ax: Axes | None = None) -> Figure:
 
 
 def save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write ``fig`` as a PNG at 120 dpi, creating missing folders.
+    """Write `fig` as a PNG at [`DPI`][snrkit.plots.DPI] (120) dpi, creating missing folders.
 
     Args:
         fig: the figure.
-        path: file name; ``.png`` is appended when it has no suffix.
+        path: file name; `.png` is appended when it has no suffix.
 
     Returns:
         The path written.
 
     Raises:
-        ValueError: ``path`` has a suffix other than ``.png``.
+        ValueError: `path` has a suffix other than `.png`.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from matplotlib.figure import Figure
+        >>> from snrkit.plots import save
+        >>> fig = Figure()
+        >>> _ = fig.add_subplot().plot([1, 2], [1, 4])
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = save(fig, Path(folder) / "figures" / "line")
+        ...     path.name, path.stat().st_size > 0
+        ('line.png', True)
     """
     path = Path(path)
     if not path.suffix:
@@ -246,7 +314,7 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], who: str) -> None:
 
 
 def _yerr(value: pd.Series, lo: pd.Series, hi: pd.Series) -> np.ndarray:
-    """Asymmetric error bars ``[value - lo, hi - value]``; a missing bound draws no bar."""
+    """Asymmetric error bars `[value - lo, hi - value]`; a missing bound draws no bar."""
     value = value.to_numpy(dtype=np.float64)
     below = np.nan_to_num(value - lo.to_numpy(dtype=np.float64), nan=0.0)
     above = np.nan_to_num(hi.to_numpy(dtype=np.float64) - value, nan=0.0)
@@ -254,7 +322,7 @@ def _yerr(value: pd.Series, lo: pd.Series, hi: pd.Series) -> np.ndarray:
 
 
 def _identity_line(ax: Axes, points: np.ndarray, *, label: str) -> None:
-    """The line ``y = x`` across the range of the plotted points."""
+    """The line `y = x` across the range of the plotted points."""
     positive = points[np.isfinite(points) & (points > 0)]
     if positive.size == 0:
         return

@@ -1,20 +1,28 @@
 r"""Probe distributions: iid entries with mean 0 and variance 1.
 
-A forward gradient multiplies the directional derivative :math:`\nabla\cdot v` by the probe
-:math:`v`. Its exact law depends on the probe only through the even moments of one entry,
-:math:`m_{2p} = \mathbb{E}[v^{2p}]`: the variance through the kurtosis
-:math:`\kappa = m_4`, the variance of the variance through :math:`m_6` and :math:`m_8`.
+A forward gradient multiplies the directional derivative $\nabla\cdot v$ by the probe
+$v$. Its exact law depends on the probe only through the even moments of one entry,
+$m_{2p} = \mathbb{E}[v^{2p}]$: the variance through the kurtosis $\kappa = m_4$, the
+variance of the variance through $m_6$ and $m_8$.
 
-===============  ==========================  =========  =========  =========
-name             entry                       m4 (κ)     m6         m8
-===============  ==========================  =========  =========  =========
-``gaussian``     :math:`\mathcal N(0,1)`     3          15         105
-``rademacher``   :math:`\pm 1` w.p. 1/2      1          1          1
-``uniform``      :math:`U(-\sqrt3, \sqrt3)`  9/5        27/7       9
-===============  ==========================  =========  =========  =========
+| name | entry | $m_4$ ($\kappa$) | $m_6$ | $m_8$ |
+| --- | --- | --- | --- | --- |
+| `gaussian` | $\mathcal N(0,1)$ | 3 | 15 | 105 |
+| `rademacher` | $\pm 1$ with probability 1/2 each | 1 | 1 | 1 |
+| `uniform` | $U(-\sqrt3, \sqrt3)$ | 9/5 | 27/7 | 9 |
 
-The uniform probe is not used by the papers; it is here because its kurtosis lies between
-the other two, so the general-κ formulas are tested at a third point.
+These are the standard moments: $(2p-1)!!$ for the Gaussian, $1$ for a sign,
+$3^p/(2p+1)$ for the uniform. The Gaussian probe is the one of Baydin et al. (2022),
+"Gradients without backpropagation". The Rademacher probe has the smallest kurtosis of any
+variance-1 entry ($m_4 \ge m_2^2 = 1$), and with it the smallest variance,
+$\sum_{j\ne i}\nabla_j^2$. The uniform probe is not used by the papers; it is here because
+its kurtosis lies between the other two, so the general-$\kappa$ formulas are tested at a
+third point.
+
+Examples:
+    >>> from snrkit.probes import PROBES
+    >>> [(p.name, p.kurtosis) for p in PROBES.values()]
+    [('gaussian', 3.0), ('rademacher', 1.0), ('uniform', 1.8)]
 """
 
 from __future__ import annotations
@@ -27,21 +35,39 @@ import jax
 import jax.numpy as jnp
 
 Sampler = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
+"""`sampler(key, shape, dtype)`: an array of `shape` with iid probe entries."""
 
 
 @dataclass(frozen=True)
 class Probe:
-    """One probe distribution: a sampler and the even moments of one entry.
+    r"""One probe distribution: a sampler and the even moments of one entry.
 
     Entries must be iid, symmetric about 0 (odd moments vanish: the fourth-moment formula
-    uses it) and of variance 1; ``m4``, ``m6``, ``m8`` are their even moments.
+    uses it) and of variance 1; `m4`, `m6`, `m8` are their even moments. The moments are
+    checked for consistency ($1 \le m_4 \le m_6 \le m_8$, as for any variance-1
+    distribution), not against the sampler.
 
     Attributes:
         name: registry name.
-        m4: :math:`\\mathbb{E}[v^4]`, the kurtosis :math:`\\kappa` (the variance is 1).
-        m6: :math:`\\mathbb{E}[v^6]`.
-        m8: :math:`\\mathbb{E}[v^8]`.
-        sampler: ``sampler(key, shape, dtype)`` draws iid entries.
+        m4: $\mathbb{E}[v^4]$, the kurtosis $\kappa$ (the variance is 1).
+        m6: $\mathbb{E}[v^6]$.
+        m8: $\mathbb{E}[v^8]$.
+        sampler: `sampler(key, shape, dtype)` draws iid entries.
+
+    Examples:
+        A probe of your own, here $\pm 1$ signs built from a Bernoulli draw:
+
+        >>> import jax, jax.numpy as jnp, snrkit as sk
+        >>> from snrkit.probes import Probe
+        >>> def signs(key, shape, dtype):
+        ...     return jnp.where(jax.random.bernoulli(key, 0.5, shape), 1.0, -1.0).astype(dtype)
+        >>> probe = Probe("signs", m4=1.0, m6=1.0, m8=1.0, sampler=signs)
+        >>> sk.ForwardGradient(probe=probe).given(jnp.array([3.0, 4.0])).var().tolist()
+        [16.0, 9.0]
+        >>> Probe("bad", m4=0.5, m6=1.0, m8=1.0, sampler=signs)
+        Traceback (most recent call last):
+        ...
+        ValueError: probe 'bad': even moments m4=0.5, m6=1.0, m8=1.0 are not those of ...
     """
 
     name: str
@@ -62,11 +88,36 @@ class Probe:
 
     @property
     def kurtosis(self) -> float:
-        """:math:`\\kappa = \\mathbb{E}[v^4]`."""
+        r"""The kurtosis $\kappa = \mathbb{E}[v^4] = m_4$ of one entry (its variance is 1).
+
+        It is the only probe moment in the variance:
+        $\operatorname{Var}[g_i] = \|\nabla\|^2 + (\kappa-2)\nabla_i^2$.
+
+        Examples:
+            >>> from snrkit.probes import get_probe
+            >>> get_probe("gaussian").kurtosis, get_probe("rademacher").kurtosis
+            (3.0, 1.0)
+        """
         return self.m4
 
     def sample(self, key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -> jax.Array:
-        """Draw an array of iid probe entries."""
+        """Draw an array of iid probe entries.
+
+        Args:
+            key: a JAX key, e.g. `jax.random.key(0)`.
+            shape: shape of the result.
+            dtype: floating dtype of the result.
+
+        Returns:
+            An array of `shape` whose entries are iid draws of this probe.
+
+        Examples:
+            >>> import jax, numpy as np
+            >>> from snrkit.probes import get_probe
+            >>> v = get_probe("rademacher").sample(jax.random.key(0), (2, 3))
+            >>> v.shape, set(np.asarray(v).ravel().tolist()) <= {-1.0, 1.0}
+            ((2, 3), True)
+        """
         return self.sampler(key, shape, dtype)
 
 
@@ -96,14 +147,30 @@ PROBES: dict[str, Probe] = {
         Probe("uniform", 9.0 / 5.0, 27.0 / 7.0, 9.0, _uniform),
     )
 }
+"""The built-in probes by name: `"gaussian"`, `"rademacher"` and `"uniform"` (see the table above)."""
 
 
 def get_probe(probe: str | Probe) -> Probe:
-    """Look a probe up by name (or pass a :class:`Probe` through).
+    """Look a probe up by name (or pass a [`Probe`][snrkit.probes.Probe] through).
+
+    Args:
+        probe: a name in [`PROBES`][snrkit.probes.PROBES] (case-insensitive) or a `Probe`.
+
+    Returns:
+        The `Probe`.
 
     Raises:
         ValueError: the name is unknown; the message lists the known ones.
-        TypeError: ``probe`` is neither a string nor a :class:`Probe`.
+        TypeError: `probe` is neither a string nor a `Probe`.
+
+    Examples:
+        >>> from snrkit.probes import get_probe
+        >>> get_probe("Gaussian").m4, get_probe("Gaussian").m8
+        (3.0, 105.0)
+        >>> get_probe("normal")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown probe 'normal'; choose one of 'gaussian', 'rademacher', 'uniform'
     """
     if isinstance(probe, Probe):
         return probe

@@ -1,9 +1,24 @@
-"""The main job: verdicts on every claim, the SNR sweep and the figures, as HTML, Markdown and CSV."""
+"""The main job: verdicts on every claim, the SNR sweep and the figures, as HTML, Markdown and CSV.
+
+[`build_report`][snrkit.report.build_report] runs everything (it is `snrkit report` on the
+command line); the `*_frame` functions turn verdicts into the tidy frames the report's
+tables and figures are drawn from.
+
+Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from snrkit import claims, report
+    >>> verdicts = [claims.verify(c, jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0))
+    ...             for c in ("snrkit-variance", "frye-eq5")]
+    >>> report.verdict_frame(verdicts)[["id", "verdict"]].values.tolist()
+    [['snrkit-variance', 'holds'], ['frye-eq5', 'refuted']]
+"""
 
 from __future__ import annotations
 
 import base64
+import datetime
 import html
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,23 +31,69 @@ from snrkit import claims, data, plots, sweeps
 from snrkit._io import write_atomic
 
 StepFn = Callable[[str], None]
+"""`on_step(description)`: called by [`build_report`][snrkit.report.build_report] before each stage."""
 QUICK_TARGETS = sweeps.SWEEP_QUICK_TARGETS[:3]
+"""Parameter-count targets of the quick report's sweep, all sampled: three widths, the
+fewest the scaling-law verdict fits a slope with an interval to."""
 ProgressFn = Callable[[str, int, int], None]
+"""`on_progress(what, done, total)`: called during long stages (see
+[snrkit.sweeps.SweepProgressFn][])."""
 
 
 @dataclass(frozen=True)
 class Report:
-    """What :func:`build_report` wrote."""
+    """What [`build_report`][snrkit.report.build_report] wrote.
+
+    Examples:
+        >>> import jax
+        >>> from pathlib import Path
+        >>> from snrkit.report import build_report
+        >>> result = build_report(Path("report"), quick=True)  # doctest: +SKIP
+        >>> sorted(result.figures)  # doctest: +SKIP
+        ['aggregate_snr_vs_params', 'parity', 'snr_vs_params', 'thread_check']
+    """
 
     out: Path
+    """The folder holding `report.html`, `report.md`, `claims.csv`, `snr_sweep.csv`,
+    `run.json` and the PNGs."""
     verdicts: list[claims.Verdict]
+    """Every [`Verdict`][snrkit.claims.Verdict], in ledger order, each claim under each probe."""
     claims_frame: pd.DataFrame
+    """The verdicts as a frame ([`verdict_frame`][snrkit.report.verdict_frame]), as written to
+    `claims.csv`."""
     sweep_frame: pd.DataFrame
+    """The SNR sweep ([snrkit.sweeps.snr_sweep][]), as written to `snr_sweep.csv`."""
     figures: dict[str, Path]
+    """Figure name -> PNG path (`snr_vs_params`, `aggregate_snr_vs_params`, `parity` and,
+    when a thread verdict exists, `thread_check`)."""
 
 
 def verdict_frame(verdicts: list[claims.Verdict]) -> pd.DataFrame:
-    """One row per verdict: id, probe, verdict, ratio and interval, p-value, exact ratio, correction, setting."""
+    """One row per verdict: id, probe, verdict, ratio and interval, p-value, exact ratio, correction, setting.
+
+    The columns are the fields of [`Verdict`][snrkit.claims.Verdict] (where `ratio`,
+    `ratio_ci`, `p_value` and `exact_ratio` are defined), with `ratio_ci` split into
+    `ratio_lo` and `ratio_hi`, plus `data`, `probe`, `n` and `samples` from its setting and
+    the whole setting as one `key=value; ...` string. This is `claims.csv` of a report and
+    the source of the [claims ledger](../claims.md).
+
+    Args:
+        verdicts: from [snrkit.claims.verify][] or [snrkit.claims.verify_all][].
+
+    Returns:
+        A frame with one row per verdict.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from snrkit.claims import verify
+        >>> from snrkit.report import verdict_frame
+        >>> v = verify("frye-eq5", jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0))
+        >>> frame = verdict_frame([v])
+        >>> frame.loc[0, ["id", "probe", "verdict"]].tolist(), int(frame.loc[0, "n"])
+        (['frye-eq5', 'gaussian', 'refuted'], 4)
+        >>> round(float(frame.loc[0, "exact_ratio"]), 3)
+        0.376
+    """
     rows = []
     for v in verdicts:
         rows.append(
@@ -60,7 +121,30 @@ def verdict_frame(verdicts: list[claims.Verdict]) -> pd.DataFrame:
 
 
 def parity_frame(verdicts: list[claims.Verdict]) -> pd.DataFrame:
-    """Measured against predicted per-entry variance for snrkit's law and each per-entry claim."""
+    """Measured against predicted per-entry variance for snrkit's law and each per-entry claim.
+
+    Each verdict with per-entry arrays ([`Verdict.entries`][snrkit.claims.Verdict.entries])
+    adds its claim's prediction against the Monte Carlo variance, and snrkit's exact law
+    against the same samples once per setting (layer, probe, $K$, estimator). `snrkit-*`
+    claims only add the exact law; `frye-thread` adds nothing, its claim being about the
+    average only.
+
+    Args:
+        verdicts: from [snrkit.claims.verify][] or [snrkit.claims.verify_all][].
+
+    Returns:
+        The frame [snrkit.plots.plot_parity][] draws: columns `formula` (`"<claim id>
+        (<probe>)"` or `"snrkit exact (<probe>)"`), `predicted` and `measured`, one row per
+        entry.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from snrkit.claims import verify
+        >>> from snrkit.report import parity_frame
+        >>> v = verify("frye-eq5", jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0))
+        >>> parity_frame([v])["formula"].value_counts(sort=False).to_dict()
+        {'snrkit exact (gaussian)': 4, 'frye-eq5 (gaussian)': 4}
+    """
     parts = []
     seen_exact = set()
     for v in verdicts:
@@ -83,7 +167,33 @@ def parity_frame(verdicts: list[claims.Verdict]) -> pd.DataFrame:
 
 
 def thread_frame(verdicts: list[claims.Verdict]) -> pd.DataFrame:
-    """Frye's thread check: mean entry variance (measured, exact) against ‖∇‖², one row per setting."""
+    r"""Frye's thread check: mean entry variance (measured, exact) against ‖∇‖², one row per setting.
+
+    From each `frye-thread` verdict (Frye (2022), thread: the mean over entries of
+    $\operatorname{Var}[g_i]$ equals $\|\nabla\|^2$): the measured mean entry variance
+    `ratio` $\times \|\nabla\|^2$ with its interval, and the exact
+    $\frac1n\sum_i\operatorname{Var}[g_i] = \|\nabla\|^2(1 + (\kappa-2)/n)/K$.
+
+    Args:
+        verdicts: from [snrkit.claims.verify][] or [snrkit.claims.verify_all][]; verdicts of
+            other claims are ignored.
+
+    Returns:
+        The frame [snrkit.plots.plot_thread_check][] draws: columns `setting`, `norm_sq`,
+        `mean_entry_var`, `lo`, `hi` and `exact_mean_entry_var`.
+
+    Examples:
+        Four entries, Gaussian probe: the exact mean entry variance is
+        $\|\nabla\|^2(1 + 1/4)$, a quarter above the thread's claim.
+
+        >>> import jax, jax.numpy as jnp
+        >>> from snrkit.claims import verify
+        >>> from snrkit.report import thread_frame
+        >>> v = verify("frye-thread", jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0))
+        >>> row = thread_frame([v]).iloc[0]
+        >>> float(row["norm_sq"]), round(float(row["exact_mean_entry_var"]), 4)
+        (14.25, 17.8125)
+    """
     rows = []
     for v in verdicts:
         if v.id != "frye-thread" or v.entries is None:
@@ -114,14 +224,39 @@ def build_report(
 ) -> Report:
     """Verify every claim, run the SNR sweep, draw the figures and write the report.
 
+    The SNR sweep is [snrkit.sweeps.snr_sweep][] (with `quick`, the Gaussian forward
+    gradient at [`QUICK_TARGETS`][snrkit.report.QUICK_TARGETS]); the verdicts are
+    [snrkit.claims.verify_all][] under both probes, reusing the sweep for the scaling law,
+    plus Frye's thread check on MNIST when MNIST is found; the figures are those of
+    [`snrkit.plots`][snrkit.plots]. `run.json` records the snrkit and JAX versions, the time,
+    the data, `quick` and the seed.
+
     Args:
-        out: folder for ``report.html``, ``report.md``, ``claims.csv``, ``snr_sweep.csv`` and PNGs.
-        data_name: ``"digits"`` (embedded) or ``"mnist"`` for the network-level claims.
-        mnist_dir: folder of the MNIST IDX files; defaults to :func:`snrkit.data.default_mnist_dir`.
+        out: folder for `report.html`, `report.md`, `claims.csv`, `snr_sweep.csv`, `run.json`
+            and PNGs.
+        data_name: `"digits"` (embedded) or `"mnist"` for the network-level claims.
+        mnist_dir: folder of the MNIST IDX files; defaults to
+            [snrkit.data.default_mnist_dir][].
         quick: fewer samples and a smaller sweep.
         seed: seed of every random draw.
         on_step: called with a description before each stage.
-        on_progress: called as ``(what, done, total)`` during long stages.
+        on_progress: called as `(what, done, total)` during long stages.
+
+    Returns:
+        A [`Report`][snrkit.report.Report] of what was written.
+
+    Raises:
+        ValueError: an unknown `data_name`, or `"mnist"` without the MNIST files.
+
+    Examples:
+        Trains networks and verifies every claim, so it takes minutes rather than seconds:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from snrkit.report import build_report
+        >>> result = build_report(Path(tempfile.mkdtemp()), quick=True)  # doctest: +SKIP
+        >>> (result.out / "report.html").is_file()  # doctest: +SKIP
+        True
     """
     step = on_step or (lambda _: None)
     if data_name not in ("digits", "mnist"):
@@ -181,11 +316,46 @@ def build_report(
         plots.save(fig, paths[name])
     write_atomic(out / "report.md", _markdown(claims_frame, sweep_frame, paths, quick))
     write_atomic(out / "report.html", _html(claims_frame, sweep_frame, paths, quick))
+    write_atomic(out / "run.json", json.dumps(_provenance(data_name, quick, seed), indent=2) + "\n")
     return Report(out, verdicts, claims_frame, sweep_frame, paths)
 
 
+def _provenance(data_name: str, quick: bool, seed: int) -> dict[str, object]:
+    """What produced a report, so that a page built from it can say so."""
+    import snrkit
+
+    return {
+        "snrkit": snrkit.__version__,
+        "jax": jax.__version__,
+        "created_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "data": data_name,
+        "quick": quick,
+        "seed": seed,
+    }
+
+
 def slope_rows(sweep_frame: pd.DataFrame) -> list[tuple[str, str, float, float, float]]:
-    """(label, source, slope, lo, hi) of the mean entry SNR for every estimator with three or more widths."""
+    r"""(label, source, slope, lo, hi) of the mean entry SNR for every estimator with three or more widths.
+
+    The slope of $\log \overline{\mathrm{SNR}}$ on $\log n$ with its 95 % interval, from
+    [snrkit.sweeps.fit_loglog_slope][], for the exact and the Monte Carlo rows; $-1$ is
+    Frye's (2022) $O(1/n)$.
+
+    Args:
+        sweep_frame: a frame of [snrkit.sweeps.snr_sweep][].
+
+    Returns:
+        One `(label, source, slope, lo, hi)` tuple per estimator label (sorted) and source
+        with at least three distinct `n`.
+
+    Examples:
+        >>> import pandas as pd
+        >>> from snrkit.report import slope_rows
+        >>> frame = pd.DataFrame({"label": "FG", "source": "exact", "metric": "mean_entry_snr",
+        ...                       "n": [1000, 4000, 16000], "value": [1e-3, 2.5e-4, 6.25e-5]})
+        >>> [(label, source, round(slope, 3)) for label, source, slope, lo, hi in slope_rows(frame)]
+        [('FG', 'exact', -1.0)]
+    """
     rows = []
     for label in sorted(sweep_frame["label"].unique()):
         for source in ("exact", "monte_carlo"):
@@ -207,6 +377,7 @@ INTRO = (
     "exponent (no p-value). ratio is measured truth / claim with a 95 % batch-means interval; "
     "exact ratio is what snrkit's exact law gives on the same gradient."
 )
+"""The introduction of the report: what was checked, and how to read a verdict."""
 
 
 def _markdown(claims_frame: pd.DataFrame, sweep_frame: pd.DataFrame, figures: dict[str, Path], quick: bool) -> str:

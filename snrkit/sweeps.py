@@ -1,7 +1,13 @@
 """Experiments that return tidy pandas DataFrames (one row per measurement).
 
-* :func:`snr_sweep`: exact and sampled SNR of forward-gradient estimators on MLPs of growing
-  size, resumable from a CSV; :func:`fit_loglog_slope` fits the decay exponent.
+- [`snr_sweep`][snrkit.sweeps.snr_sweep]: exact and sampled SNR of forward-gradient
+  estimators on MLPs of growing size, resumable from a CSV;
+  [`fit_loglog_slope`][snrkit.sweeps.fit_loglog_slope] fits the decay exponent.
+
+Examples:
+    >>> from snrkit import sweeps
+    >>> sweeps.SWEEP_METRICS, sweeps.SWEEP_SOURCES
+    (('mean_entry_snr', 'aggregate_snr'), ('exact', 'monte_carlo'))
 """
 
 from __future__ import annotations
@@ -28,7 +34,26 @@ from snrkit.montecarlo import monte_carlo
 
 
 def describe(estimator: Estimator) -> dict[str, object]:
-    """Columns that identify an estimator in a tidy frame."""
+    """Columns that identify an estimator in a tidy frame.
+
+    Args:
+        estimator: a [`ForwardGradient`][snrkit.estimators.ForwardGradient],
+            [`Partitioned`][snrkit.estimators.Partitioned] or other
+            [`Estimator`][snrkit.estimators.Estimator].
+
+    Returns:
+        `label` (unique per setting; rows of [`snr_sweep`][snrkit.sweeps.snr_sweep] are
+        keyed by it), `estimator` (the class name), `probe`, `directions` and `blocks`
+        (`"explicit"` for block ids given by hand).
+
+    Examples:
+        >>> import snrkit as sk
+        >>> from snrkit.sweeps import describe
+        >>> describe(sk.ForwardGradient(probe="gaussian", directions=4))["label"]
+        'ForwardGradient(gaussian, K=4)'
+        >>> describe(sk.Partitioned(blocks=4, probe="rademacher"))
+        {'label': 'Partitioned(rademacher, K=1, blocks=4)', 'estimator': 'Partitioned', 'probe': 'rademacher', 'directions': 1, 'blocks': 4}
+    """
     blocks = getattr(estimator, "blocks", 1)
     probe = estimator.probe_distribution.name if hasattr(estimator, "probe_distribution") else ""
     name = type(estimator).__name__
@@ -48,12 +73,11 @@ def describe(estimator: Estimator) -> dict[str, object]:
 # SNR against parameter count
 # ----------------------------------------------------------------------------------------
 
-#: ``on_progress(stage, done, total)`` of :func:`snr_sweep`. ``stage`` is ``"sweep"`` for the
-#: widths finished so far, or a short description of the running sub-task (training, one
-#: Monte Carlo run) whose ``done``/``total`` count its own steps or samples.
 SweepProgressFn = Callable[[str, int, int], None]
+"""`on_progress(stage, done, total)` of [`snr_sweep`][snrkit.sweeps.snr_sweep]. `stage` is
+`"sweep"` for the widths finished so far, or a short description of the running sub-task
+(training, one Monte Carlo run) whose `done`/`total` count its own steps or samples."""
 
-#: Estimator settings of :func:`snr_sweep`, in the order their rows appear.
 SWEEP_ESTIMATORS: tuple[Estimator, ...] = (
     ForwardGradient(probe="gaussian", directions=1),
     ForwardGradient(probe="rademacher", directions=1),
@@ -62,23 +86,28 @@ SWEEP_ESTIMATORS: tuple[Estimator, ...] = (
     Partitioned(blocks=4, probe="gaussian"),
     Partitioned(blocks=4, probe="rademacher"),
 )
+"""Estimator settings of [`snr_sweep`][snrkit.sweeps.snr_sweep], in the order their rows
+appear: Gaussian and Rademacher forward gradients with $K = 1$ and $K = 4$ directions, and
+4-block partitioned probes."""
 
-#: Default parameter-count targets: ten roughly log-spaced values (ratio ≈ 2.4) from 10³ to 3·10⁶.
 SWEEP_TARGETS: tuple[int, ...] = (
     1_000, 2_400, 6_000, 14_000, 35_000, 85_000, 210_000, 500_000, 1_200_000, 3_000_000,
 )
-#: Targets that also get Monte Carlo rows by default. Sampling costs
-#: ``num_samples × n × directions`` probe entries (≈ 2·10⁹ for these with the default
-#: 8192 samples), which is what keeps the Monte Carlo to the four smallest widths.
+r"""Default parameter-count targets: ten roughly log-spaced values (ratio ≈ 2.4) from $10^3$
+to $3\cdot 10^6$."""
 SWEEP_MC_TARGETS: tuple[int, ...] = (1_000, 2_400, 6_000, 14_000)
+r"""Targets that also get Monte Carlo rows by default. Sampling costs
+`num_samples × n × directions` probe entries (about $2\cdot 10^9$ for these with the
+default 8192 samples), which is what keeps the Monte Carlo to the four smallest widths."""
 
-#: Quick preset (tests, ``--quick``): four small widths, the smallest and largest sampled
-#: with 32 batches of 32. Two sampled widths, not four: each Monte Carlo run compiles its
-#: own sampler (about 1.5 s per estimator and width on CPU), which dominates at this size.
 SWEEP_QUICK_TARGETS: tuple[int, ...] = (1_000, 2_000, 4_000, 8_000)
+"""Targets of the quick preset (tests, `--quick`): four small widths."""
 SWEEP_QUICK_MC_TARGETS: tuple[int, ...] = (1_000, 8_000)
+"""Sampled targets of the quick preset: the smallest and largest. Two sampled widths, not
+four: each Monte Carlo run compiles its own sampler (about 1.5 s per estimator and width
+on CPU), which dominates at this size."""
 SWEEP_QUICK_NUM_SAMPLES: int = 32 * 32
-#: ``snr_sweep(key=..., out_csv=..., **SWEEP_QUICK)`` runs the quick preset.
+"""Monte Carlo samples of the quick preset: 32 batches of 32."""
 SWEEP_QUICK: Mapping[str, Any] = MappingProxyType(
     {
         "targets": SWEEP_QUICK_TARGETS,
@@ -86,8 +115,8 @@ SWEEP_QUICK: Mapping[str, Any] = MappingProxyType(
         "num_samples": SWEEP_QUICK_NUM_SAMPLES,
     }
 )
+"""The quick preset: `snr_sweep(key=..., out_csv=..., **SWEEP_QUICK)` runs it (about 30 s)."""
 
-#: Columns of the :func:`snr_sweep` frame (and of its CSV), in order.
 SWEEP_COLUMNS: tuple[str, ...] = (
     "dataset",      # data set name ("digits")
     "train_steps",  # Adam steps before the gradient was taken
@@ -107,8 +136,24 @@ SWEEP_COLUMNS: tuple[str, ...] = (
     "num_samples",  # Monte Carlo samples (0 for exact rows)
     "batches",      # batches behind the interval (0 for exact rows)
 )
+"""Columns of the [`snr_sweep`][snrkit.sweeps.snr_sweep] frame (and of its CSV), in order.
+
+- `dataset`, `train_steps`, `key`: the data set, the Adam steps before the gradient was
+  taken, and a fingerprint of the sweep's key (hex of its key data).
+- `width`, `n`: the hidden width $h$ of the MLP (input, $h$, $h$, classes) and its number
+  of parameters.
+- `label`, `estimator`, `probe`, `directions`, `blocks`: the estimator (see
+  [`describe`][snrkit.sweeps.describe]).
+- `source`, `metric`, `value`: one of [`SWEEP_SOURCES`][snrkit.sweeps.SWEEP_SOURCES], one
+  of [`SWEEP_METRICS`][snrkit.sweeps.SWEEP_METRICS], and its value.
+- `lo`, `hi`: the 95 % batch-means interval of Monte Carlo rows (NaN for exact rows).
+- `num_samples`, `batches`: Monte Carlo samples and batches behind the interval (0 for
+  exact rows).
+"""
 SWEEP_SOURCES: tuple[str, ...] = ("exact", "monte_carlo")
+"""Values of the `source` column: from the exact law, or from Monte Carlo samples."""
 SWEEP_METRICS: tuple[str, ...] = ("mean_entry_snr", "aggregate_snr")
+"""Values of the `metric` column (see [`snr_metrics`][snrkit.sweeps.snr_metrics])."""
 
 _INT_COLUMNS = ("train_steps", "width", "n", "directions", "blocks", "num_samples", "batches")
 _FLOAT_COLUMNS = ("value", "lo", "hi")
@@ -123,23 +168,33 @@ _EXACT_FLOATS: dict[str, str] = {} if int(pd.__version__.split(".")[0]) >= 3 els
 def snr_metrics(grad_sq: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r"""Mean per-entry SNR and aggregate SNR from squared gradient entries and variances.
 
-    .. math::
+    $$
+    \overline{\mathrm{SNR}} = \frac1{|I|}\sum_{i\in I}\frac{\nabla_i^2}{\sigma_i^2},\qquad
+    \mathrm{SNR}_\text{agg} = \frac{\|\nabla\|^2}{\sum_i\sigma_i^2}
+    = \frac{\|\nabla\|^2}{\operatorname{tr}\operatorname{Cov}[g]},
+    $$
 
-        \overline{\mathrm{SNR}} = \frac1{|I|}\sum_{i\in I}\frac{\nabla_i^2}{\sigma_i^2},\qquad
-        \mathrm{SNR}_\text{agg} = \frac{\|\nabla\|^2}{\sum_i\sigma_i^2}
-        = \frac{\|\nabla\|^2}{\operatorname{tr}\operatorname{Cov}[g]},
-
-    where :math:`I` leaves out the entries with :math:`\nabla_i = \sigma_i = 0` (neither
-    signal nor noise, so no ratio; see :meth:`snrkit.Law.snr`). An entry with
-    :math:`\sigma_i = 0 \ne \nabla_i` is estimated exactly and makes the mean ``inf``.
+    where $I$ leaves out the entries with $\nabla_i = \sigma_i = 0$ (neither signal nor
+    noise, so no ratio; see [snrkit.laws.Law.snr][]). An entry with
+    $\sigma_i = 0 \ne \nabla_i$ is estimated exactly and makes the mean `inf`.
 
     Args:
-        grad_sq: :math:`\nabla_i^2`, shape ``(n,)``.
-        var: :math:`\sigma_i^2` (exact, or sampled), shape ``(..., n)``: a leading axis
+        grad_sq: $\nabla_i^2$, shape `(n,)`.
+        var: $\sigma_i^2$ (exact, or sampled), shape `(..., n)`: a leading axis
             gives one pair of metrics per row (e.g. per Monte Carlo batch).
 
     Returns:
-        ``(mean_entry_snr, aggregate_snr)``, float64 arrays of shape ``var.shape[:-1]``.
+        `(mean_entry_snr, aggregate_snr)`, float64 arrays of shape `var.shape[:-1]`.
+
+    Examples:
+        The Gaussian forward gradient of $\nabla = (2, 1)$ has
+        $\sigma_i^2 = \|\nabla\|^2 + \nabla_i^2 = (9, 6)$:
+
+        >>> import numpy as np
+        >>> from snrkit.sweeps import snr_metrics
+        >>> mean_entry, aggregate = snr_metrics(np.array([4.0, 1.0]), np.array([9.0, 6.0]))
+        >>> round(float(mean_entry), 4), round(float(aggregate), 4)   # (4/9 + 1/6)/2, 5/15
+        (0.3056, 0.3333)
     """
     grad_sq = np.asarray(grad_sq, dtype=np.float64)
     var = np.asarray(var, dtype=np.float64)
@@ -155,26 +210,38 @@ def batch_means_interval(estimate: float, batch_values: np.ndarray, confidence: 
     r"""Batch-means interval for a statistic of all samples, from its value on each batch.
 
     The batches are disjoint sets of independent samples, so the batch values
-    :math:`\theta_1,\dots,\theta_B` are iid and, to first order in the sampling noise, the
-    all-sample statistic :math:`\hat\theta` behaves like their mean. The interval is
+    $\theta_1,\dots,\theta_B$ are iid and, to first order in the sampling noise, the
+    all-sample statistic $\hat\theta$ behaves like their mean. The interval is
 
-    .. math:: \hat\theta \pm t_{(1+c)/2,\,B-1}\, \frac{s_\theta}{\sqrt B},
+    $$
+    \hat\theta \pm t_{(1+c)/2,\,B-1}\, \frac{s_\theta}{\sqrt B},
+    $$
 
-    with :math:`s_\theta` the standard deviation of the batch values. It is centred on the
-    all-sample statistic rather than on :math:`\bar\theta`: a ratio such as
-    :math:`\nabla_i^2/\hat\sigma_i^2` is biased upwards by about :math:`(\kappa_i-1)/m`
-    when :math:`\hat\sigma_i^2` comes from :math:`m` samples of kurtosis :math:`\kappa_i`
-    (Jensen), which is ~25 % at :math:`m=32` and ~3 % at :math:`m=256` for a Gaussian
-    forward gradient (:math:`\kappa_i\approx 9`) but only :math:`(\kappa_i-1)/N` for all
-    :math:`N = Bm` samples.
+    with $s_\theta$ the standard deviation of the batch values. It is centred on the
+    all-sample statistic rather than on $\bar\theta$: a ratio such as
+    $\nabla_i^2/\hat\sigma_i^2$ is biased upwards by about $(\kappa_i-1)/m$
+    when $\hat\sigma_i^2$ comes from $m$ samples of kurtosis $\kappa_i$
+    (Jensen), which is ~25 % at $m=32$ and ~3 % at $m=256$ for a Gaussian
+    forward gradient ($\kappa_i\approx 9$) but only $(\kappa_i-1)/N$ for all
+    $N = Bm$ samples.
 
     Args:
-        estimate: the statistic on all samples, :math:`\hat\theta`.
-        batch_values: the statistic on each batch, shape ``(B,)``, ``B >= 2``.
-        confidence: coverage :math:`c` of the interval.
+        estimate: the statistic on all samples, $\hat\theta$.
+        batch_values: the statistic on each batch, shape `(B,)`, `B >= 2`.
+        confidence: coverage $c$ of the interval.
 
     Returns:
-        ``(lo, hi)``.
+        `(lo, hi)`.
+
+    Raises:
+        ValueError: fewer than two batch values.
+
+    Examples:
+        >>> import numpy as np
+        >>> from snrkit.sweeps import batch_means_interval
+        >>> lo, hi = batch_means_interval(2.5, np.array([1.0, 2.0, 3.0, 4.0]))
+        >>> round(lo, 4), round(hi, 4)   # 2.5 ± t(0.975, 3) · 1.291 / 2
+        (0.4457, 4.5543)
     """
     values = np.asarray(batch_values, dtype=np.float64)
     if values.ndim != 1 or values.size < 2:
@@ -186,28 +253,36 @@ def batch_means_interval(estimate: float, batch_values: np.ndarray, confidence: 
 def fit_loglog_slope(
     frame: pd.DataFrame, metric: str, label: str, source: str = "exact", confidence: float = 0.95
 ) -> tuple[float, float, float]:
-    r"""Least-squares slope of :math:`\log(\text{value})` on :math:`\log n`, with a t-interval.
+    r"""Least-squares slope of $\log(\text{value})$ on $\log n$, with a t-interval.
 
-    For the forward gradient with a Gaussian probe, :math:`\nabla_i^2/(\|\nabla\|^2+\nabla_i^2)`
-    lies between :math:`\nabla_i^2/(2\|\nabla\|^2)` and :math:`\nabla_i^2/\|\nabla\|^2`, so the
-    mean entry SNR lies in :math:`[1/(2n), 1/n]` and tends to :math:`1/n` for a gradient
-    spread over many entries (Frye 2022: SNR is :math:`O(1/n)`); the slope is then close to
-    :math:`-1`. The interval is the usual regression interval
-    :math:`b \pm t_{(1+c)/2,\,k-2}\,\mathrm{se}(b)` over the :math:`k` points; for exact
+    For the forward gradient with a Gaussian probe, $\nabla_i^2/(\|\nabla\|^2+\nabla_i^2)$
+    lies between $\nabla_i^2/(2\|\nabla\|^2)$ and $\nabla_i^2/\|\nabla\|^2$, so the
+    mean entry SNR lies in $[1/(2n), 1/n]$ and tends to $1/n$ for a gradient
+    spread over many entries (Frye 2022: SNR is $O(1/n)$); the slope is then close to
+    $-1$. The interval is the usual regression interval
+    $b \pm t_{(1+c)/2,\,k-2}\,\mathrm{se}(b)$ over the $k$ points; for exact
     values it measures how far the points are from a straight line, not sampling noise.
 
     Args:
-        frame: a frame from :func:`snr_sweep`.
-        metric: ``"mean_entry_snr"`` or ``"aggregate_snr"``.
-        label: the estimator label (``describe(estimator)["label"]``).
-        source: ``"exact"`` or ``"monte_carlo"``.
+        frame: a frame from [`snr_sweep`][snrkit.sweeps.snr_sweep].
+        metric: `"mean_entry_snr"` or `"aggregate_snr"`.
+        label: the estimator label (`describe(estimator)["label"]`).
+        source: `"exact"` or `"monte_carlo"`.
         confidence: coverage of the interval.
 
     Returns:
-        ``(slope, lo, hi)``; ``lo`` and ``hi`` are NaN with only two points.
+        `(slope, lo, hi)`; `lo` and `hi` are NaN with only two points.
 
     Raises:
-        ValueError: fewer than two rows with a positive, finite value and distinct ``n``.
+        ValueError: fewer than two rows with a positive, finite value and distinct `n`.
+
+    Examples:
+        >>> import pandas as pd
+        >>> from snrkit.sweeps import fit_loglog_slope
+        >>> frame = pd.DataFrame({"label": "FG", "source": "exact", "metric": "mean_entry_snr",
+        ...                       "n": [1000, 4000, 16000], "value": [1.1e-3, 2.4e-4, 6.5e-5]})
+        >>> [round(x, 3) for x in fit_loglog_slope(frame, "mean_entry_snr", "FG")]
+        [-1.02, -1.592, -0.448]
     """
     rows = frame[(frame["metric"] == metric) & (frame["label"] == label) & (frame["source"] == source)]
     values = rows["value"].to_numpy(dtype=np.float64)
@@ -242,59 +317,82 @@ def snr_sweep(
 ) -> pd.DataFrame:
     r"""Exact (and sampled) SNR of forward-gradient estimators against the parameter count.
 
-    For each target parameter count, an MLP with two hidden layers of equal width ``h``
-    (closest count to the target on ``data``, see :func:`snrkit.nets.mlp_widths_for_params`)
-    is trained for ``train_steps`` Adam steps (batch 128, learning rate 10⁻³) and its
-    full-batch gradient :math:`\nabla` taken (:func:`snrkit.gradients.gradient_at`). For each
+    For each target parameter count, an MLP with two hidden layers of equal width $h$
+    (closest count to the target on `data`, see [snrkit.nets.mlp_widths_for_params][])
+    is trained for `train_steps` Adam steps (batch 128, learning rate $10^{-3}$) and its
+    full-batch gradient $\nabla$ taken ([snrkit.gradients.gradient_at][]). For each
     estimator the frame gets, in long format:
 
-    * ``source="exact"``: from the exact law, :math:`\sigma_i^2 = \operatorname{Var}[g_i]`;
-    * ``source="monte_carlo"`` (only for widths of ``mc_targets``): the same metrics with
-      the sampled variances :math:`\hat\sigma_i^2` of ``num_samples`` estimates (the true
-      :math:`\nabla` is known, so only the noise is estimated), with a 95 % *batch-means*
-      interval (:func:`batch_means_interval`): the metric computed on each of ``batches``
-      batches gives the standard error of the all-sample value.
+    - `source="exact"`: from the exact law, $\sigma_i^2 = \operatorname{Var}[g_i]$;
+    - `source="monte_carlo"` (only for widths of `mc_targets`): the same metrics with
+      the sampled variances $\hat\sigma_i^2$ of `num_samples` estimates (the true
+      $\nabla$ is known, so only the noise is estimated), with a 95 % *batch-means*
+      interval ([`batch_means_interval`][snrkit.sweeps.batch_means_interval]): the metric
+      computed on each of `batches` batches gives the standard error of the all-sample
+      value.
 
-    Metrics (see :func:`snr_metrics`): ``"mean_entry_snr"``
-    :math:`\frac1n\sum_i\nabla_i^2/\sigma_i^2` and ``"aggregate_snr"``
-    :math:`\|\nabla\|^2/\sum_i\sigma_i^2`. For the forward gradient the exact aggregate SNR
-    is :math:`K/(n+\kappa-2)` whatever :math:`\nabla`, and the exact mean entry SNR lies in
-    :math:`[K/(2n), K/n]` (Gaussian), both :math:`O(1/n)` as Frye (2022) states.
+    Metrics (see [`snr_metrics`][snrkit.sweeps.snr_metrics]): `"mean_entry_snr"`
+    $\frac1n\sum_i\nabla_i^2/\sigma_i^2$ and `"aggregate_snr"`
+    $\|\nabla\|^2/\sum_i\sigma_i^2$. For the forward gradient the exact aggregate SNR
+    is $K/(n+\kappa-2)$ whatever $\nabla$, and the exact mean entry SNR lies in
+    $[K/(2n), K/n]$ (Gaussian), both $O(1/n)$ as Frye (2022) states; both are derived in
+    the docs: [Derivations](../derivations.md).
 
-    **Resume.** With ``out_csv``, the CSV is rewritten atomically (a temporary file in the
-    same folder, then :func:`os.replace`) after each width, so an interrupted sweep leaves
+    **Resume.** With `out_csv`, the CSV is rewritten atomically (a temporary file in the
+    same folder, then `os.replace`) after each width, so an interrupted sweep leaves
     only whole widths behind. On start, rows already in the CSV are kept, keyed by
-    ``(width, label, source, metric)``; a width whose rows are all present is skipped and
+    `(width, label, source, metric)`; a width whose rows are all present is skipped and
     only missing rows are computed. Every random choice of a width derives from
-    ``fold_in(key, width)`` (and the estimator's label), so a resumed sweep returns the same
+    `fold_in(key, width)` (and the estimator's label), so a resumed sweep returns the same
     frame as an uninterrupted one. Rows for widths not requested now stay in the CSV but
     are not returned.
 
     **Cost.** The default sweep took 121 s on 2 CPU cores (162 s while other jobs shared
     them): 30 s of training and gradients, 79 s of Monte Carlo at the four sampled widths
-    (sampling costs ``num_samples × n × directions`` probe entries, plus one compilation
-    per estimator and width), the rest exact laws. :data:`SWEEP_QUICK` takes about 30 s.
+    (sampling costs `num_samples × n × directions` probe entries, plus one compilation
+    per estimator and width), the rest exact laws.
+    [`SWEEP_QUICK`][snrkit.sweeps.SWEEP_QUICK] takes about 30 s.
 
     Args:
         key: a JAX key; training, initialisation and sampling all derive from it.
-        out_csv: where to keep results (and resume from), or ``None``.
+        out_csv: where to keep results (and resume from), or `None`.
         targets: parameter counts to aim at; targets that give the same width count once.
-        mc_targets: the subset of ``targets`` that also get Monte Carlo rows.
-        data: a :class:`snrkit.data.Dataset`; default scikit-learn's digits.
+        mc_targets: the subset of `targets` that also get Monte Carlo rows.
+        data: a [`Dataset`][snrkit.data.Dataset]; default scikit-learn's digits.
         train_steps: Adam steps before the gradient is taken (0: at initialisation).
         num_samples: Monte Carlo samples per estimator and width.
         batches: batches of the batch-means interval (at least 2).
-        estimators: the settings to evaluate; default :data:`SWEEP_ESTIMATORS`.
-        on_progress: see :data:`SweepProgressFn`.
+        estimators: the settings to evaluate; default
+            [`SWEEP_ESTIMATORS`][snrkit.sweeps.SWEEP_ESTIMATORS].
+        on_progress: see [`SweepProgressFn`][snrkit.sweeps.SweepProgressFn].
 
     Returns:
-        A frame with the columns :data:`SWEEP_COLUMNS`, sorted by width, then estimator in
-        the given order, then source and metric.
+        A frame with the columns [`SWEEP_COLUMNS`][snrkit.sweeps.SWEEP_COLUMNS], sorted by
+        width, then estimator in the given order, then source and metric.
 
     Raises:
-        ValueError: bad targets, ``mc_targets`` not a subset of ``targets``, or an
-            ``out_csv`` with other columns or written by a sweep with another key,
+        ValueError: bad targets, `mc_targets` not a subset of `targets`, or an
+            `out_csv` with other columns or written by a sweep with another key,
             data set, training length, sample count or batch count.
+
+    Examples:
+        A one-width sweep on a tiny hand-made data set, exact rows only. The exact
+        aggregate SNR of the Gaussian forward gradient is $1/(n+1)$ whatever $\nabla$:
+
+        >>> import jax, numpy as np
+        >>> import snrkit as sk
+        >>> from snrkit.data import Dataset
+        >>> from snrkit.sweeps import SWEEP_COLUMNS, snr_sweep
+        >>> images = np.random.default_rng(0).random((8, 4, 4))
+        >>> toy = Dataset(images, np.arange(8) % 4, num_classes=4, name="toy")
+        >>> frame = snr_sweep(key=jax.random.key(0), out_csv=None, data=toy, targets=(100,),
+        ...                   mc_targets=(), train_steps=0,
+        ...                   estimators=[sk.ForwardGradient(probe="gaussian")])
+        >>> tuple(frame.columns) == SWEEP_COLUMNS
+        True
+        >>> row = frame[frame["metric"] == "aggregate_snr"].iloc[0]
+        >>> int(row["n"]), round(1 / row["value"])
+        (108, 109)
     """
     key = check_key(key)
     data = load_digits() if data is None else data
@@ -375,7 +473,7 @@ def _sweep_width(
     batches: int,
     report: SweepProgressFn,
 ) -> list[dict[str, Any]]:
-    """The rows of one width for the ``(estimator index, source)`` pairs in ``todo``."""
+    """The rows of one width for the `(estimator index, source)` pairs in `todo`."""
     network = nets.mlp((data.input_dim, width, width, data.num_classes))
     # fold_in(key, width): a width's results do not depend on which other widths run.
     width_key = jax.random.fold_in(key, width)
@@ -477,5 +575,5 @@ def _check_resumable(frame: pd.DataFrame, path: Path, config: dict[str, Any], mc
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to ``path`` so that ``path`` is always either the old or the new file."""
+    """Write `frame` to `path` so that `path` is always either the old or the new file."""
     write_atomic(path, frame.to_csv(index=False))

@@ -52,7 +52,7 @@ def test_report_quick(tmp_path):
     out = tmp_path / "rep"
     result = run("report", "--quick", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    for name in ("report.html", "report.md", "claims.csv", "snr_sweep.csv", "snr_vs_params.png", "parity.png"):
+    for name in ("report.html", "report.md", "claims.csv", "snr_sweep.csv", "run.json", "snr_vs_params.png", "parity.png"):
         assert (out / name).stat().st_size > 0, name
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "frye-eq5" in html

@@ -15,31 +15,120 @@ from snrkit.laws import BlockProbeLaw, BlockProbeSpec, Law
 from snrkit.probes import Probe, get_probe
 
 LossFn = Callable[..., jax.Array]
+"""`loss_fn(params, *args)`: a scalar loss, differentiated in `params` by JVPs."""
 
 
 class Estimator(ABC):
     """A gradient estimator: a law given the true gradient, and a real computation.
 
-    Implementations are frozen dataclasses of hyperparameters.
+    Implementations are frozen dataclasses of hyperparameters:
+    [`ForwardGradient`][snrkit.estimators.ForwardGradient] and
+    [`Partitioned`][snrkit.estimators.Partitioned]. `given(grad)` is the exact law of the
+    estimate; `estimate(key, loss_fn, params, *args)` computes one with `jax.jvp`, and with
+    the same key uses the same probes as `given(grad).sample(key, 1)`.
+
+    Examples:
+        >>> import jax.numpy as jnp, snrkit as sk
+        >>> est = sk.ForwardGradient(probe="rademacher", directions=2)
+        >>> isinstance(est, sk.Estimator), est.given(jnp.array([3.0, 4.0])).var().tolist()
+        (True, [8.0, 4.5])
     """
 
     @abstractmethod
     def given(self, grad: PyTree) -> Law:
-        """The exact law of the estimate when the true gradient is ``grad``."""
+        """The exact law of the estimate when the true gradient is `grad`.
+
+        Args:
+            grad: the true gradient, any non-empty pytree of finite float arrays.
+
+        Returns:
+            A [`Law`][snrkit.laws.Law] with exact moments and a sampler.
+
+        Raises:
+            ValueError: `grad` is empty or has NaN or inf entries.
+            TypeError: `grad` has non-floating leaves.
+
+        Examples:
+            >>> import jax.numpy as jnp, snrkit as sk
+            >>> sk.ForwardGradient().given({"w": jnp.array([3.0, 4.0])}).var()["w"].tolist()
+            [34.0, 41.0]
+        """
 
     @abstractmethod
     def value_and_estimate(self, key: jax.Array, loss_fn: LossFn, params: PyTree, *args: Any) -> tuple[jax.Array, PyTree]:
-        """``(loss_fn(params, *args), estimate)`` computed without backpropagation."""
+        """`(loss_fn(params, *args), estimate)` computed without backpropagation.
+
+        Args:
+            key: a JAX key; it fixes the probes.
+            loss_fn: `loss_fn(params, *args)` returns a scalar.
+            params: the point to differentiate at, a pytree of float arrays.
+            *args: further arguments of `loss_fn` (data, labels), not differentiated.
+
+        Returns:
+            The loss and the estimate of its gradient, shaped like `params`.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp, snrkit as sk
+            >>> def loss_fn(params, x):
+            ...     return jnp.sum(params["w"] * x)
+            >>> params = {"w": jnp.array([0.5, -1.0])}
+            >>> value, g = sk.ForwardGradient().value_and_estimate(jax.random.key(0), loss_fn, params, jnp.array([3.0, 4.0]))
+            >>> float(value), g["w"].shape
+            (-2.5, (2,))
+        """
 
     def estimate(self, key: jax.Array, loss_fn: LossFn, params: PyTree, *args: Any) -> PyTree:
-        """The estimate of ``grad(loss_fn)(params, *args)``, computed with ``jax.jvp`` only.
+        """The estimate of `grad(loss_fn)(params, *args)`, computed with `jax.jvp` only.
 
-        Uses the same probes as ``self.given(grad).sample(key, 1)[0]``.
+        Uses the same probes as `self.given(grad).sample(key, 1)[0]`, so the real estimator
+        and the sampled law can be compared sample by sample.
+
+        Args:
+            key: a JAX key; it fixes the probes.
+            loss_fn: `loss_fn(params, *args)` returns a scalar.
+            params: the point to differentiate at, a pytree of float arrays.
+            *args: further arguments of `loss_fn` (data, labels), not differentiated.
+
+        Returns:
+            The estimate, shaped like `params`.
+
+        Examples:
+            A linear loss has gradient `x`, so its estimate equals the law's first sample:
+
+            >>> import jax, jax.numpy as jnp, numpy as np, snrkit as sk
+            >>> def loss_fn(params, x):
+            ...     return jnp.sum(params["w"] * x)
+            >>> params, x = {"w": jnp.array([0.5, -1.0])}, jnp.array([3.0, 4.0])
+            >>> est, key = sk.ForwardGradient(), jax.random.key(0)
+            >>> g = est.estimate(key, loss_fn, params, x)
+            >>> bool(np.allclose(g["w"], est.given({"w": x}).sample(key, 1)["w"][0]))
+            True
         """
         return self.value_and_estimate(key, loss_fn, params, *args)[1]
 
 
 def check_directions(directions: Any) -> int:
+    r"""Return `directions` as an int if it is a valid number $K \ge 1$ of directions.
+
+    Args:
+        directions: the value to check.
+
+    Returns:
+        `int(directions)`.
+
+    Raises:
+        TypeError: not an int (bools are refused).
+        ValueError: less than 1.
+
+    Examples:
+        >>> from snrkit.estimators.base import check_directions
+        >>> check_directions(4)
+        4
+        >>> check_directions(0)
+        Traceback (most recent call last):
+        ...
+        ValueError: directions must be at least 1 (the number K of probes averaged), got 0
+    """
     if isinstance(directions, bool) or not isinstance(directions, int | np.integer):
         raise TypeError(f"directions must be a positive int (the number K of probes averaged), got {directions!r}")
     if directions < 1:
@@ -50,7 +139,14 @@ def check_directions(directions: Any) -> int:
 class BlockProbeEstimator(Estimator):
     """Shared implementation for estimators with iid probe entries split into blocks.
 
-    Subclasses define :meth:`block_assignment`; everything else (law, JVP estimate) is here.
+    Subclasses define `block_assignment`; everything else (law, JVP estimate) is here.
+    The law is a [`BlockProbeLaw`][snrkit.laws.BlockProbeLaw].
+
+    Examples:
+        >>> import snrkit as sk
+        >>> from snrkit.estimators.base import BlockProbeEstimator
+        >>> issubclass(sk.ForwardGradient, BlockProbeEstimator), issubclass(sk.Partitioned, BlockProbeEstimator)
+        (True, True)
     """
 
     probe: str | Probe
@@ -58,14 +154,54 @@ class BlockProbeEstimator(Estimator):
 
     @abstractmethod
     def block_assignment(self, tree: PyTree, n: int) -> tuple[np.ndarray | None, int]:
-        """``(block id of each coordinate or None for one block, number of blocks)``."""
+        """`(block id of each coordinate or None for one block, number of blocks)`.
+
+        Args:
+            tree: the gradient or the parameters (for block layouts that follow leaves).
+            n: their number of coordinates.
+
+        Returns:
+            Flat block ids in ravel order (`None` for a single block) and the number of blocks.
+
+        Examples:
+            >>> import jax.numpy as jnp, snrkit as sk
+            >>> ids, num = sk.Partitioned(blocks=2).block_assignment(jnp.ones(4), 4)
+            >>> ids.tolist(), num
+            ([0, 0, 1, 1], 2)
+        """
 
     @property
     def probe_distribution(self) -> Probe:
-        """The :class:`~snrkit.probes.Probe` behind ``probe``."""
+        """The [`Probe`][snrkit.probes.Probe] behind `probe`.
+
+        Examples:
+            >>> import snrkit as sk
+            >>> sk.ForwardGradient(probe="uniform").probe_distribution.m4
+            1.8
+        """
         return get_probe(self.probe)
 
     def given(self, grad: PyTree) -> BlockProbeLaw:
+        r"""The exact law of the estimate when the true gradient is `grad`.
+
+        $\operatorname{Var}[g_i] = (\|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2)/K$; see
+        [`BlockProbeLaw`][snrkit.laws.BlockProbeLaw].
+
+        Args:
+            grad: the true gradient, any non-empty pytree of finite float arrays.
+
+        Returns:
+            The law, with exact moments and a sampler.
+
+        Raises:
+            ValueError: `grad` is empty or has NaN or inf entries, or the blocks do not fit it.
+            TypeError: `grad` has non-floating leaves.
+
+        Examples:
+            >>> import jax.numpy as jnp, snrkit as sk
+            >>> sk.Partitioned(blocks=2).given(jnp.array([1.0, 2.0, 3.0, 4.0])).var().tolist()
+            [6.0, 9.0, 34.0, 41.0]
+        """
         validate_float_tree(grad, "grad")
         n = sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(grad))
         ids, num_blocks = self.block_assignment(grad, n)
@@ -74,10 +210,36 @@ class BlockProbeEstimator(Estimator):
         )
 
     def value_and_estimate(self, key: jax.Array, loss_fn: LossFn, params: PyTree, *args: Any) -> tuple[jax.Array, PyTree]:
-        """Loss and estimate from ``K × blocks`` JVPs, mapped in batches to bound memory.
+        r"""Loss and estimate from `K × blocks` JVPs, mapped in batches to bound memory.
 
         Each JVP pushes forward one direction restricted to one block; its directional
-        derivative multiplies that block of the probe, and the K directions are averaged.
+        derivative $\nabla_B\cdot v^{(k)}_B$ multiplies that block of the probe, and the $K$
+        directions are averaged:
+        $g = \frac1K\sum_k\sum_B(\nabla_B\cdot v^{(k)}_B)\,v^{(k)}_B$.
+
+        Args:
+            key: a JAX key; it fixes the probes (the same as `given(grad).sample(key, 1)`).
+            loss_fn: `loss_fn(params, *args)` returns a scalar.
+            params: the point to differentiate at, a pytree of float arrays.
+            *args: further arguments of `loss_fn` (data, labels), not differentiated.
+
+        Returns:
+            The loss and the estimate of its gradient, shaped like `params`.
+
+        Raises:
+            TypeError: `key` is not a JAX key, or `loss_fn` does not return a scalar.
+
+        Examples:
+            With one coordinate per block, $g_i = \nabla_i v_i^2$: a Rademacher probe
+            ($v_i^2 = 1$) gives the exact gradient.
+
+            >>> import jax, jax.numpy as jnp, snrkit as sk
+            >>> def loss_fn(w):
+            ...     return jnp.sum(w**2)
+            >>> est = sk.Partitioned(blocks=3, probe="rademacher")
+            >>> value, g = est.value_and_estimate(jax.random.key(0), loss_fn, jnp.array([1.0, 2.0, 3.0]))
+            >>> float(value), [round(x, 4) for x in g.tolist()]
+            (14.0, [2.0, 4.0, 6.0])
         """
         key = check_key(key)
         validate_float_tree(params, "params", check_finite=False)

@@ -1,8 +1,10 @@
 r"""Yao's partitioned probe: one probe split into blocks, one JVP per block.
 
-.. math:: g = \sum_B (\nabla_B\cdot v_B)\, v_B
+$$
+g = \sum_B (\nabla_B\cdot v_B)\, v_B
+$$
 
-(Yao, "Studies on forward mode gradient descent", §III.C). Averaging ``directions``
+(Yao, "Studies on forward mode gradient descent", §III.C). Averaging `directions`
 independent partitioned estimates is supported too.
 """
 
@@ -21,7 +23,32 @@ from snrkit.probes import Probe, get_probe
 
 
 class BlockIds:
-    """An explicit block id per coordinate (flat, in ravel order), hashable by value."""
+    """An explicit block id per coordinate (flat, in ravel order), hashable by value.
+
+    [`Partitioned`][snrkit.estimators.Partitioned] wraps explicit `blocks` in it, so
+    that the estimator stays a hashable frozen dataclass. Ids need not be contiguous:
+    the law renumbers them `0..blocks-1` in sorted order.
+
+    Args:
+        ids: integer block ids, one per coordinate: a flat array in ravel order, or a
+            pytree of int arrays shaped like the gradient (flattened in ravel order).
+
+    Attributes:
+        ids: the flat, read-only `int64` ids.
+
+    Raises:
+        ValueError: `ids` is empty.
+        TypeError: the ids are not integers.
+
+    Examples:
+        >>> import numpy as np
+        >>> from snrkit.estimators.partitioned import BlockIds
+        >>> ids = BlockIds({"b": np.array([5]), "w": np.array([[0, 0], [5, 7]])})
+        >>> ids, ids.ids.tolist()
+        (BlockIds(n=5, blocks=3), [5, 0, 0, 5, 7])
+        >>> ids == BlockIds(np.array([5, 0, 0, 5, 7]))
+        True
+    """
 
     __slots__ = ("ids",)
 
@@ -53,30 +80,45 @@ class BlockIds:
 class Partitioned(BlockProbeEstimator):
     r"""One probe partitioned into blocks; each block's forward gradient is computed with its own JVP and summed.
 
-    Exact law, with :math:`B(i)` the block of coordinate :math:`i` (derivation in the docs):
+    Yao's partitioned probe (Yao, "Studies on forward mode gradient descent", §III.C),
+    averaged over $K$ independent directions. Exact law, with $B(i)$ the block of
+    coordinate $i$ and $\kappa$ the probe's kurtosis (derived in the docs:
+    [Derivations](../derivations.md)):
 
-    .. math::
+    $$
+    \mathbb E[g] = \nabla,\qquad
+    \operatorname{Var}[g_i] = \frac{\|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2}{K},\qquad
+    \operatorname{tr}\operatorname{Cov}[g] = \frac1K\Big(\sum_B |B|\,\|\nabla_B\|^2 + (\kappa-2)\|\nabla\|^2\Big).
+    $$
 
-        \mathbb E[g] = \nabla,\qquad
-        \operatorname{Var}[g_i] = \frac{\|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2}{K},\qquad
-        \operatorname{tr}\operatorname{Cov}[g] = \frac1K\Big(\sum_B |B|\,\|\nabla_B\|^2 + (\kappa-2)\|\nabla\|^2\Big).
-
-    Yao's eq. (9) states :math:`(n-K)\sigma^2/K` for K blocks of homogeneous entries; the
-    Gaussian truth there is :math:`(n/K+1)\sigma^2`.
+    $\mathrm{SNR}_i = \nabla_i^2/\operatorname{Var}[g_i]$. Yao's eq. (9) states
+    $(n-b)\sigma^2/b$ for $b$ equal blocks of homogeneous entries ($\nabla_j^2 = \sigma^2$);
+    the Gaussian truth there is $(n/b+1)\sigma^2$.
 
     Args:
-        blocks: an int (that many contiguous, near-equal blocks in ravel order: coordinate
-            :math:`i` of :math:`n` is in block :math:`\lfloor iB/n\rfloor`), ``"leaves"``
-            (one block per pytree leaf), or an integer block id per coordinate (a flat array
-            in ravel order, or a pytree of int arrays shaped like the gradient).
-        probe: ``"gaussian"``, ``"rademacher"``, ``"uniform"`` or a :class:`~snrkit.probes.Probe`.
-        directions: :math:`K`, the number of independent partitioned estimates averaged.
+        blocks: an int $b$ (that many contiguous, near-equal blocks in ravel order:
+            coordinate $i$ of $n$ is in block $\lfloor ib/n\rfloor$), `"leaves"` (one block
+            per pytree leaf), or an integer block id per coordinate (a flat array in ravel
+            order, or a pytree of int arrays shaped like the gradient; see
+            [`BlockIds`][snrkit.estimators.partitioned.BlockIds]).
+        probe: `"gaussian"`, `"rademacher"`, `"uniform"` or a [`Probe`][snrkit.probes.Probe].
+        directions: $K$, the number of independent partitioned estimates averaged.
 
-    Example:
-        >>> import jax.numpy as jnp, snrkit as sk
+    Raises:
+        ValueError: `blocks < 1` or an unknown string; unknown probe; `directions < 1`.
+            (More blocks than coordinates is reported by `given`.)
+        TypeError: `blocks`, `probe` or `directions` has the wrong type.
+
+    Examples:
+        >>> import jax.numpy as jnp, numpy as np, snrkit as sk
         >>> law = sk.Partitioned(blocks=2).given(jnp.array([1.0, 2.0, 3.0, 4.0]))
-        >>> law.var()   # ||∇_B||² + ∇_i²: blocks {1,2} and {3,4}
-        Array([ 6.,  9., 34., 41.], dtype=float32)
+        >>> law.var().tolist()   # ‖∇_B‖² + ∇ᵢ²: blocks {1, 2} and {3, 4}
+        [6.0, 9.0, 34.0, 41.0]
+        >>> grad = {"b": jnp.array([1.0, 2.0]), "w": jnp.array([3.0, 4.0])}
+        >>> sk.Partitioned(blocks="leaves").given(grad).num_blocks
+        2
+        >>> sk.Partitioned(blocks=np.array([0, 1, 0, 1])).given(jnp.array([1.0, 2.0, 3.0, 4.0])).var().tolist()
+        [11.0, 24.0, 19.0, 36.0]
     """
 
     blocks: int | str | Any = 2
@@ -100,12 +142,35 @@ class Partitioned(BlockProbeEstimator):
             object.__setattr__(self, "blocks", BlockIds(blocks))
 
     def block_assignment(self, tree: PyTree, n: int) -> tuple[np.ndarray | None, int]:
+        r"""The block of each coordinate: contiguous ($\lfloor ib/n\rfloor$), per leaf, or explicit.
+
+        Args:
+            tree: the gradient or the parameters (its leaves define `"leaves"` blocks).
+            n: their number of coordinates.
+
+        Returns:
+            Flat `int32` block ids `0..blocks-1` in ravel order and the number of blocks;
+            `(None, 1)` when everything falls in one block.
+
+        Raises:
+            ValueError: more blocks than coordinates, or explicit ids of the wrong length.
+
+        Examples:
+            >>> import jax.numpy as jnp, snrkit as sk
+            >>> ids, num = sk.Partitioned(blocks=3).block_assignment(jnp.ones(7), 7)
+            >>> ids.tolist(), num
+            ([0, 0, 0, 1, 1, 2, 2], 3)
+            >>> sk.Partitioned(blocks=8).block_assignment(jnp.ones(7), 7)
+            Traceback (most recent call last):
+            ...
+            ValueError: blocks=8 is more than the 7 coordinates of the gradient; ...
+        """
         blocks = self.blocks
         if isinstance(blocks, int):
             if blocks > n:
                 raise ValueError(
                     f"blocks={blocks} is more than the {n} coordinates of the gradient; use at most "
-                    f"{n} blocks (blocks={n} gives the exact gradient with {n} JVPs)."
+                    f"{n} blocks (blocks={n} gives g_i = ∇_i v_i²: exact for Rademacher probes, not for Gaussian ones)."
                 )
             ids = (np.arange(n, dtype=np.int64) * blocks) // n
         elif blocks == "leaves":
