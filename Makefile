@@ -40,7 +40,7 @@ docs-serve: $(STAMP)
 
 ## rerun every verification (full mode) and keep its verdicts and figures for the ledger page
 ledger: $(STAMP)
-	rm -rf $(LEDGER_DIR).new
+	rm -rf $(LEDGER_DIR).new $(LEDGER_DIR).keep
 	$(BIN)/snrkit report --out $(LEDGER_DIR).new
 	mkdir -p $(LEDGER_DIR).keep
 	cp $(LEDGER_DIR).new/claims.csv $(LEDGER_DIR).new/snr_sweep.csv $(LEDGER_DIR).new/run.json $(LEDGER_DIR).new/*.png $(LEDGER_DIR).keep/

@@ -33,6 +33,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -75,8 +76,8 @@ class Claim:
 
     A claim is data: where it was published (`source`), what it says (`latex`, `words`), the
     estimator it speaks of, and `predict`, which turns a gradient into the per-entry value
-    the claim predicts. [`verify`][snrkit.claims.verify] tests that prediction against the
-    real estimator. The registered claims are [`CLAIMS`][snrkit.claims.CLAIMS]; the
+    the claim predicts. [`verify`][snrkit.claims.verify] tests that prediction against
+    samples of the claim's estimator on a real gradient. The registered claims are [`CLAIMS`][snrkit.claims.CLAIMS]; the
     [claims ledger](../claims.md) shows them with their verdicts.
 
     Examples:
@@ -146,6 +147,30 @@ class Claim:
         if self.partition:
             return Partitioned(blocks=self.directions, probe=probe)
         return ForwardGradient(probe=probe, directions=self.directions)
+
+    def fingerprint(self) -> str:
+        """A hash of everything the claim states and predicts.
+
+        Covers every field and the prediction evaluated on a fixed gradient, so a verdict
+        stored with it (the claims ledger in the docs) can tell when the claim has changed
+        since it was verified.
+
+        Examples:
+            >>> from snrkit.claims import CLAIMS
+            >>> len(CLAIMS["frye-eq5"].fingerprint())
+            16
+            >>> CLAIMS["frye-eq5"].fingerprint() == CLAIMS["frye-eq1"].fingerprint()
+            False
+        """
+        fields = [self.id, self.source, self.latex, self.words, self.kind, self.estimator, self.test,
+                  str(self.directions), str(self.partition), self.gradient]
+        digest = hashlib.sha256("\x1f".join(fields).encode())
+        if self.predict is not None:
+            grad = np.linspace(-1.0, 2.0, 12)
+            ids = (np.arange(grad.size) * self.directions) // grad.size if self.partition else np.zeros(grad.size, np.int64)
+            # rounded, so that the last bit of a platform's libm cannot change the hash
+            digest.update(np.round(np.asarray(self.predict(grad, ids, self.directions), np.float64), 9).tobytes())
+        return digest.hexdigest()[:16]
 
 
 def _block_norms(grad: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -594,9 +619,12 @@ def verify(
     mnist_dir: str | None = None,
     sweep_frame: Any = None,
 ) -> Verdict:
-    """Verify a claim on a real gradient with the real estimator.
+    """Verify a claim on a real gradient with samples of its estimator.
 
-    Samples of the claim's estimator ([`Claim.make_estimator`][snrkit.claims.Claim.make_estimator])
+    Per-entry, average-entry and comparison claims sample the estimator's exact law
+    ([`BlockProbeLaw.sample`][snrkit.laws.BlockProbeLaw.sample], which draws the same probes
+    as the `jax.jvp` estimator; the test suite checks the two sample by sample);
+    `baydin-unbiased` on the default network samples the real `jax.jvp` estimator. Samples of the claim's estimator ([`Claim.make_estimator`][snrkit.claims.Claim.make_estimator])
     on `grad` are compared with the claim's prediction by the distribution-free
     median-of-batches test of [snrkit.stats.compare_variance][] (or
     [snrkit.stats.compare_mean][] for unbiasedness); the ratio, interval and p-value are

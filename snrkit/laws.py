@@ -386,8 +386,8 @@ class Law(ABC):
     def sample(self, key: jax.Array, num: int) -> PyTree:
         """`num` independent estimates, as a pytree with a leading axis of size `num`.
 
-        `sample(key, num)[0]` is the estimate `est.estimate(key, ...)` computes with
-        real JVPs: both use the same probes (see
+        Sample 0 (`jax.tree.map(lambda a: a[0], sample(key, num))`) is the estimate
+        `est.estimate(key, ...)` computes with real JVPs: both use the same probes (see
         [`Estimator.estimate`][snrkit.estimators.Estimator.estimate]).
 
         Args:

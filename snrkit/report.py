@@ -331,6 +331,7 @@ def _provenance(data_name: str, quick: bool, seed: int) -> dict[str, object]:
         "data": data_name,
         "quick": quick,
         "seed": seed,
+        "claims": {claim_id: claim.fingerprint() for claim_id, claim in claims.CLAIMS.items()},
     }
 
 

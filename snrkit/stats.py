@@ -2,8 +2,8 @@ r"""Theory against Monte Carlo: does a predicted mean or variance hold?
 
 The test is distribution-free, so its false-failure rate holds at finite $N$ for the
 heavy, skewed tails of forward-gradient samples (where a Gaussian z-test at $10^{-6}$ fails
-far more often than $10^{-6}$; this was measured for the project's testing notes,
-`shared/TESTING.md`).
+far more often than $10^{-6}$: a studentized z-test at $N = 2000$ had 85 times the
+nominal tail rate at $4.5\sigma$ in the project's simulation).
 
 **Median of batches.** The samples are split into $k$ batches. Batch $b$ gives an unbiased
 estimate $X_b$ (its mean, or its unbiased variance) with known standard deviation

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -30,7 +32,7 @@ FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
 def python_blocks(page: Path) -> list[str]:
-    return FENCE.findall(page.read_text())
+    return FENCE.findall(page.read_text(encoding="utf-8"))
 
 
 def load_hook(name: str):
@@ -49,7 +51,7 @@ def test_site_builds_strict(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    ledger = (tmp_path / "site" / "claims" / "index.html").read_text()
+    ledger = (tmp_path / "site" / "claims" / "index.html").read_text(encoding="utf-8")
     for claim_id in load_hook("ledger").claims.CLAIMS:
         assert f'id="{claim_id}"' in ledger, claim_id
     assert (tmp_path / "site" / "reference" / "laws" / "index.html").is_file()
@@ -68,7 +70,7 @@ def test_examples_run(page, tmp_path, monkeypatch):
 
 
 def test_ledger_rejects_stale_verdicts(tmp_path):
-    """Verdicts missing a registered claim, or of a reworded claim, fail the build with the fix."""
+    """Verdicts missing a registered claim, or of a claim changed since, fail the build with the fix."""
     hook = load_hook("ledger")
     committed = hook.DEFAULT_DIR
     hook.load_ledger(committed)  # the committed ledger is current
@@ -80,13 +82,13 @@ def test_ledger_rejects_stale_verdicts(tmp_path):
     with pytest.raises(hook.PluginError, match=r"stale.*frye-eq5.*make ledger"):
         hook.load_ledger(dropped)
 
-    reworded = tmp_path / "reworded"
-    shutil.copytree(committed, reworded)
-    frame = pd.read_csv(reworded / "claims.csv")
-    frame.loc[frame["id"] == "yao-eq6", "statement"] = "something else"
-    frame.to_csv(reworded / "claims.csv", index=False)
-    with pytest.raises(hook.PluginError, match=r"reworded.*yao-eq6"):
-        hook.load_ledger(reworded)
+    changed = tmp_path / "changed"
+    shutil.copytree(committed, changed)
+    provenance = json.loads((changed / "run.json").read_text(encoding="utf-8"))
+    provenance["claims"]["yao-eq6"] = "0" * 16
+    (changed / "run.json").write_text(json.dumps(provenance), encoding="utf-8")
+    with pytest.raises(hook.PluginError, match=r"changed.*yao-eq6"):
+        hook.load_ledger(changed)
 
     with pytest.raises(hook.PluginError, match="lacks claims.csv"):
         hook.load_ledger(tmp_path / "empty")
@@ -100,8 +102,20 @@ def test_docstring_links_into_the_docs_resolve():
     link = re.compile(r"\]\(\.\./([\w/-]+\.md)#([\w-]+)\)")
     checked = 0
     for module in sorted((ROOT / "snrkit").rglob("*.py")):
-        for page, anchor in link.findall(module.read_text()):
-            text = (ROOT / "docs" / page).read_text()
+        for page, anchor in link.findall(module.read_text(encoding="utf-8")):
+            text = (ROOT / "docs" / page).read_text(encoding="utf-8")
             assert f"{{ #{anchor} }}" in text, f"{module.name} links to {page}#{anchor}, which {page} does not define"
             checked += 1
     assert checked, "no docstring links into the docs were found; the pattern is out of date"
+
+
+def test_claim_fingerprint_sees_every_change():
+    """A changed source, statement or prediction changes the fingerprint the ledger is checked with."""
+    from snrkit.claims import CLAIMS
+
+    claim = CLAIMS["daprato-variance"]
+    assert dataclasses.replace(claim, source=claim.source + " ").fingerprint() != claim.fingerprint()
+    assert dataclasses.replace(claim, latex=claim.latex + " ").fingerprint() != claim.fingerprint()
+    wrong = dataclasses.replace(claim, predict=lambda g, ids, k: 1.0001 * claim.predict(g, ids, k))
+    assert wrong.fingerprint() != claim.fingerprint()
+    assert dataclasses.replace(claim).fingerprint() == claim.fingerprint()

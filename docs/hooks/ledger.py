@@ -27,7 +27,7 @@ DEFAULT_DIR = Path(__file__).resolve().parents[1] / "_ledger"
 FIGURE_CAPTIONS = {
     "parity": "Predicted (claim) against sampled variance, one point per coordinate and claim. "
     "Points on the diagonal: the claim holds entry by entry.",
-    "thread_check": "Frye's thread check: the mean entry variance against ‖∇‖², with the exact ratio 1 + 1/n.",
+    "thread_check": "Frye's thread check: the mean entry variance against ‖∇‖², with the exact ratio 1 + (κ−2)/n.",
     "snr_vs_params": "Mean per-coordinate SNR against the parameter count, exact (lines) and Monte Carlo (points).",
     "aggregate_snr_vs_params": "Aggregate SNR ‖∇‖² / tr Cov against the parameter count.",
 }
@@ -48,20 +48,19 @@ def load_ledger(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, obj
     missing = [name for name in ("claims.csv", "snr_sweep.csv", "run.json") if not (folder / name).is_file()]
     if missing:
         raise PluginError(f"claims ledger: {folder} lacks {', '.join(missing)}; {fix}")
-    verdicts = pd.read_csv(folder / "claims.csv", keep_default_na=False, na_values=[""])
+    verdicts = pd.read_csv(folder / "claims.csv", keep_default_na=False, na_values=[""], encoding="utf-8")
     sweep = pd.read_csv(folder / "snr_sweep.csv")
-    provenance = json.loads((folder / "run.json").read_text())
+    provenance = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     recorded, registered = set(verdicts["id"]), set(claims.CLAIMS)
     if recorded != registered:
         raise PluginError(
             f"claims ledger: the verdicts in {folder} are stale: not verified {sorted(registered - recorded)}, "
             f"no longer registered {sorted(recorded - registered)}; {fix}"
         )
-    reworded = sorted(
-        row.id for row in verdicts.itertuples() if row.statement != claims.CLAIMS[row.id].words
-    )
-    if reworded:
-        raise PluginError(f"claims ledger: claims reworded since the verdicts in {folder} were computed: {reworded}; {fix}")
+    stored = provenance.get("claims", {})
+    changed = sorted(claim_id for claim_id, claim in claims.CLAIMS.items() if stored.get(claim_id) != claim.fingerprint())
+    if changed:
+        raise PluginError(f"claims ledger: claims changed since the verdicts in {folder} were computed: {changed}; {fix}")
     return verdicts, sweep, provenance
 
 

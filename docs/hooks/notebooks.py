@@ -25,7 +25,7 @@ committed without outputs.
 
 def title_and_summary(path: Path) -> tuple[str, str]:
     """The `#` heading of a notebook's first Markdown cell and the paragraph after it."""
-    cells = json.loads(path.read_text())["cells"]
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     markdown = next((c for c in cells if c["cell_type"] == "markdown"), None)
     text = "".join(markdown["source"]) if markdown else ""
     lines = text.strip().splitlines()

@@ -80,7 +80,8 @@ class Estimator(ABC):
     def estimate(self, key: jax.Array, loss_fn: LossFn, params: PyTree, *args: Any) -> PyTree:
         """The estimate of `grad(loss_fn)(params, *args)`, computed with `jax.jvp` only.
 
-        Uses the same probes as `self.given(grad).sample(key, 1)[0]`, so the real estimator
+        Uses the same probes as sample 0 of `self.given(grad).sample(key, 1)` (for a pytree,
+        `jax.tree.map(lambda a: a[0], ...)`), so the real estimator
         and the sampled law can be compared sample by sample.
 
         Args:
