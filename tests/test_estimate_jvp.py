@@ -50,6 +50,31 @@ def test_jvp_estimate_equals_law_sample(digits_problem, estimator):
     assert jax.tree_util.tree_structure(estimate) == jax.tree_util.tree_structure(params)
 
 
+@pytest.mark.parametrize("estimator", ESTIMATORS[1:3], ids=str)
+def test_estimates_pair_with_law_samples(digits_problem, estimator):
+    """estimates(key, N)[i] equals law.sample(key, N)[i] for every i (same bound as above), and sample 0 is estimate(key)."""
+    loss, params, x, y = digits_problem
+    grad = gradients.full_batch_gradient(loss, params, (x, y))
+    key, num = pinned_key(8), 6
+    real = estimator.estimates(key, num, loss, params, x, y, batch_size=4)  # 4 does not divide 6: a remainder batch
+    sampled = estimator.given(grad).sample(key, num)
+    flat = jax.vmap(lambda t: jax.flatten_util.ravel_pytree(t)[0])
+    fr, fs = np.asarray(flat(real)), np.asarray(flat(sampled))
+    assert fr.shape == fs.shape == (num, sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
+    for i in range(num):
+        np.testing.assert_allclose(fr[i], fs[i], rtol=0, atol=1e-5 * float(np.max(np.abs(fs[i]))) + 1e-6, err_msg=f"sample {i}")
+    assert not np.allclose(fr[0], fr[1])  # distinct probes per sample
+    single = jax.flatten_util.ravel_pytree(estimator.estimate(key, loss, params, x, y))[0]
+    np.testing.assert_allclose(fr[0], np.asarray(single), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True])
+def test_estimates_rejects_bad_counts(digits_problem, bad):
+    loss, params, x, y = digits_problem
+    with pytest.raises(ValueError, match="num must be a positive int"):
+        sk.ForwardGradient().estimates(pinned_key(0), bad, loss, params, x, y)
+
+
 def test_estimate_is_jittable_and_key_dependent(digits_problem):
     loss, params, x, y = digits_problem
     est = sk.Partitioned(blocks=2, directions=2)

@@ -127,12 +127,14 @@ def render(verdicts: pd.DataFrame, sweep: pd.DataFrame, provenance: dict[str, ob
     lines = [
         "# Claims ledger",
         "",
-        f"Every claim registered in `snrkit.claims.CLAIMS` ({len(claims.CLAIMS)} claims), with the verdicts of "
-        f"the latest `snrkit report` run ({mode} mode, data `{provenance.get('data')}`, seed {provenance.get('seed')}, "
-        f"snrkit {provenance.get('snrkit')}, jax {provenance.get('jax')}, {provenance.get('created_utc')}). "
-        "This page is generated when the site is built; `make ledger` reruns the verification. "
-        "Where each published derivation departs from the truth is shown step by step in "
-        "[Where the papers depart](papers.md).",
+        (
+            f"Every claim registered in `snrkit.claims.CLAIMS` ({len(claims.CLAIMS)} claims), with the verdicts of "
+            f"the latest `snrkit report` run ({mode} mode, data `{provenance.get('data')}`, seed {provenance.get('seed')}, "
+            f"snrkit {provenance.get('snrkit')}, jax {provenance.get('jax')}, {provenance.get('created_utc')}). "
+            "This page is generated when the site is built; `make ledger` reruns the verification. "
+            "Where each published derivation departs from the truth is shown step by step in "
+            "[Where the papers depart](papers.md)."
+        ),
         "",
     ]
     if provenance.get("quick"):
