@@ -167,7 +167,8 @@ class Claim:
         digest = hashlib.sha256("\x1f".join(fields).encode())
         if self.predict is not None:
             grad = np.linspace(-1.0, 2.0, 12)
-            ids = (np.arange(grad.size) * self.directions) // grad.size if self.partition else np.zeros(grad.size, np.int64)
+            ids, _ = self.make_estimator("gaussian").block_assignment(grad, grad.size)
+            ids = np.zeros(grad.size, np.int64) if ids is None else ids  # as verify passes them
             # rounded, so that the last bit of a platform's libm cannot change the hash
             digest.update(np.round(np.asarray(self.predict(grad, ids, self.directions), np.float64), 9).tobytes())
         return digest.hexdigest()[:16]

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from snrkit import claims, data, plots, sweeps
+from snrkit import __version__, claims, data, plots, sweeps
 from snrkit._io import write_atomic
 
 StepFn = Callable[[str], None]
@@ -322,10 +322,8 @@ def build_report(
 
 def _provenance(data_name: str, quick: bool, seed: int) -> dict[str, object]:
     """What produced a report, so that a page built from it can say so."""
-    import snrkit
-
     return {
-        "snrkit": snrkit.__version__,
+        "snrkit": __version__,
         "jax": jax.__version__,
         "created_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "data": data_name,

@@ -68,10 +68,15 @@ def test_estimates_pair_with_law_samples(digits_problem, estimator):
     np.testing.assert_allclose(fr[0], np.asarray(single), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.0, True])
-def test_estimates_rejects_bad_counts(digits_problem, bad):
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [(0, ValueError, "num must be at least 1"), (-1, ValueError, "num must be at least 1"),
+     (2.0, TypeError, "num must be a positive int"), (True, TypeError, "num must be a positive int")],
+)
+def test_estimates_rejects_bad_counts(digits_problem, bad, error, message):
+    """Bad counts are refused with the same errors as law.sample."""
     loss, params, x, y = digits_problem
-    with pytest.raises(ValueError, match="num must be a positive int"):
+    with pytest.raises(error, match=message):
         sk.ForwardGradient().estimates(pinned_key(0), bad, loss, params, x, y)
 
 

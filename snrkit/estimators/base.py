@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from snrkit._tree import PyTree, check_key, ravel, validate_float_tree
-from snrkit.laws import BlockProbeLaw, BlockProbeSpec, Law
+from snrkit.laws import BlockProbeLaw, BlockProbeSpec, Law, _check_num
 from snrkit.probes import Probe, get_probe
 
 LossFn = Callable[..., jax.Array]
@@ -269,7 +269,8 @@ class BlockProbeEstimator(Estimator):
             A pytree shaped like `params` with a leading axis of size `num`.
 
         Raises:
-            ValueError: `num` or `batch_size` is not a positive int.
+            TypeError: `num` or `batch_size` is not an int.
+            ValueError: `num` or `batch_size` is less than 1.
 
         Examples:
             A linear loss has gradient `x`, so the real estimates are the law's samples:
@@ -284,15 +285,12 @@ class BlockProbeEstimator(Estimator):
             ((5, 2), True)
         """
         key = check_key(key)
-        for value, name in ((num, "num"), (batch_size, "batch_size")):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        num, batch_size = _check_num(num, "num"), _check_num(batch_size, "batch_size")
         validate_float_tree(params, "params", check_finite=False)
-        indices = jnp.arange(int(num))
         return jax.lax.map(
             lambda i: self._value_and_estimate_at(key, i, loss_fn, params, args)[1],
-            indices,
-            batch_size=min(int(batch_size), int(num)),
+            jnp.arange(num),
+            batch_size=min(batch_size, num),
         )
 
     def _value_and_estimate_at(
