@@ -1,7 +1,10 @@
-"""snrkit: exact variance and SNR of forward-gradient estimators, checked by Monte Carlo.
+"""snrkit: exact laws of gradient estimators that avoid backpropagation, checked by Monte Carlo.
 
-An estimator's `given(grad)` is its exact law given the true gradient; `monte_carlo`
-samples that law, and `stats.compare_variance` tests the formula against the samples.
+An estimator's `given(problem)` is its exact law once the problem (the true gradient, or a
+loss with its parameters and data) is fixed; `monte_carlo` samples that law, and
+`stats.compare_variance` tests a formula against the samples. The estimator families are
+registered in [`snrkit.families`][snrkit.families] and exported here by name
+(`sk.ForwardGradient`, `sk.Partitioned`, ...).
 
 Examples:
     >>> import jax, jax.numpy as jnp, numpy as np, snrkit as sk
@@ -16,18 +19,27 @@ Examples:
 
 from snrkit import claims, probes, stats
 from snrkit.claims import CLAIMS, Verdict, verify
-from snrkit.estimators import Estimator, ForwardGradient, Partitioned
-from snrkit.laws import BlockProbeLaw, Law
+from snrkit.core.estimator import Cost, Estimator
+from snrkit.core.law import Law
+from snrkit.core.problem import GradientProblem, Problem
+from snrkit.families import ESTIMATORS, FAMILIES
+from snrkit.families.iid import BlockProbeLaw
 from snrkit.montecarlo import Moments, moments_from_samples, monte_carlo
 
 __version__ = "0.1.0"
 
+# Every registered family's estimator is exported by name, so a new family needs no edit here.
+globals().update(ESTIMATORS)
+
 __all__ = [
+    *ESTIMATORS,
     "Estimator",
-    "ForwardGradient",
-    "Partitioned",
+    "Cost",
     "Law",
     "BlockProbeLaw",
+    "Problem",
+    "GradientProblem",
+    "FAMILIES",
     "Moments",
     "monte_carlo",
     "moments_from_samples",

@@ -9,7 +9,7 @@ Examples:
     ```bash
     snrkit report --quick --out report          # every verdict, the sweep and the figures
     snrkit verify --claim frye-eq5 --probe gaussian --json
-    snrkit sweep --quick --out report/snr_sweep.csv
+    snrkit sweep --quick --out sweep/snr_sweep.csv
     ```
 """
 
@@ -24,9 +24,13 @@ from enum import Enum
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from snrkit.core.io import check_output_file
+from snrkit.core.validation import MAX_SEED
 
 app = typer.Typer(
     add_completion=False,
@@ -122,23 +126,37 @@ def _fail(error: Exception) -> None:
 
 
 def _verdict_table(verdicts: list, title: str) -> Table:
-    table = Table(title=title)
-    for column in ("claim", "data", "probe", "verdict", "truth / claim [95 % CI]", "exact", "p", "n"):
-        table.add_column(column, justify="left" if column in ("claim", "data", "probe", "verdict") else "right")
+    """The verdicts as a table that fits 80 columns with claim ids and verdicts whole.
+
+    Intervals, sample counts and settings are in `--json` and the report.
+    """
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table.add_column("claim", no_wrap=True)
+    table.add_column("probe", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("truth/claim", justify="right", no_wrap=True)
+    table.add_column("p", justify="right", no_wrap=True)
     colour = {"holds": "green", "refuted": "red", "not resolved": "yellow"}
     for v in verdicts:
-        n = v.setting.get("n", "")
+        mark = "*" if v.conditions else ""
         table.add_row(
             v.id,
-            str(v.setting.get("data", "")),
             str(v.setting.get("probe", "")),
-            f"[{colour[v.verdict]}]{v.verdict}[/]",
-            f"{v.ratio:.4g} [{v.ratio_ci[0]:.4g}, {v.ratio_ci[1]:.4g}]",
-            f"{v.exact_ratio:.4g}",
-            f"{v.p_value:.2g}",
-            f"{n[0]}–{n[-1]}" if isinstance(n, list) else str(n),
+            f"[{colour[v.verdict]}]{v.verdict}{mark}[/]",
+            f"{v.ratio:.4g}",
+            f"{v.p_value:.1g}",
         )
+    if any(v.conditions for v in verdicts):
+        table.caption = "* judged outside the claim's stated conditions (--json: conditions)"
     return table
+
+
+def _check_seed(seed: int) -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise typer.BadParameter(
+            f"must be an integer in [0, {MAX_SEED}] (JAX keeps 32 bits of a seed, so larger ones would collide "
+            f"with smaller ones), got {seed}", param_hint="--seed")
+    return seed
 
 
 # In the commands' docstrings a "\f" line ends the text of --help (click and typer cut there),
@@ -149,7 +167,7 @@ def report(
     data: DataName = typer.Option(DataName.digits, "--data", help="Data of the network-level claims."),
     mnist_dir: Path | None = typer.Option(None, "--mnist-dir", help="Folder of the MNIST IDX files."),
     quick: bool = typer.Option(False, "--quick", help="Fewer samples and a smaller sweep (seconds, not minutes)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random draw and of the default networks.", callback=_check_seed),
 ) -> None:
     """Verify every claim, run the SNR sweep, and write an HTML/Markdown report with figures.
     \f
@@ -169,7 +187,7 @@ def report(
                 out, data_name=data.value, mnist_dir=str(mnist_dir) if mnist_dir else None, quick=quick, seed=seed,
                 on_step=on_step, on_progress=on_progress,
             )
-    except (ValueError, OSError) as error:
+    except (ValueError, TypeError, OSError) as error:
         _fail(error)
     stdout.print(_verdict_table(result.verdicts, "Verdicts on the published variance formulas"))
     stdout.print(f"wrote {out / 'report.html'}, {out / 'report.md'}, {out / 'claims.csv'} and "
@@ -182,7 +200,7 @@ def verify(
     json_output: bool = typer.Option(False, "--json", help="Print a JSON list of verdicts."),
     quick: bool = typer.Option(False, "--quick", help="Fewer samples."),
     probe: ProbeChoice = typer.Option(ProbeChoice.both, "--probe", help="Probe distribution(s)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random draw and of the default networks.", callback=_check_seed),
     mnist_dir: Path | None = typer.Option(None, "--mnist-dir", help="Use an MLP on MNIST for network-level claims."),
 ) -> None:
     """Verify published claims with the real estimator and print the verdicts.
@@ -202,43 +220,61 @@ def verify(
     try:
         for claim_id in ids:
             claims.get_claim(claim_id)
+        if mnist_dir is not None:
+            from snrkit import data
+
+            data.check_mnist_dir(mnist_dir)
         probes = ("gaussian", "rademacher") if probe is ProbeChoice.both else (probe.value,)
         with _progress() as (on_step, _):
             verdicts = claims.verify_all(
                 key=jax.random.key(seed), quick=quick, probes=probes, claim_ids=ids,
-                mnist_dir=str(mnist_dir) if mnist_dir else None,
+                mnist_dir=str(mnist_dir) if mnist_dir else None, seed=seed,
                 on_claim=lambda c, p: on_step(f"verifying {c} ({p})"),
             )
-    except (ValueError, OSError) as error:
+    except (ValueError, TypeError, OSError) as error:
         _fail(error)
     if json_output:
-        print(json.dumps([v.to_dict() for v in verdicts], indent=2, default=_json_default))
+        print(json.dumps(_json_ready([v.to_dict() for v in verdicts]), indent=2, allow_nan=False))
     else:
         stdout.print(_verdict_table(verdicts, "Verdicts"))
 
 
-def _json_default(value: object) -> object:
+def _json_ready(value: object) -> object:
+    """Plain JSON values: NumPy scalars and arrays as numbers and lists, NaN and infinities as null."""
+    import math
+
     import numpy as np
 
-    if isinstance(value, np.generic):
-        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return _json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
     return str(value)
 
 
 @app.command()
 def sweep(
-    out: Path = typer.Option(Path("report/snr_sweep.csv"), "--out", help="CSV of the sweep; an existing one is resumed."),
-    quick: bool = typer.Option(False, "--quick", help="Four small widths, few samples."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
+    out: Path | None = typer.Option(
+        None, "--out", help="CSV of the sweep; an existing one is resumed (default sweep/snr_sweep.csv, or "
+        "sweep/snr_sweep_quick.csv with --quick)."),
+    quick: bool = typer.Option(False, "--quick", help="Four small widths, few samples (sweeps.SWEEP_QUICK)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random draw.", callback=_check_seed),
 ) -> None:
     """SNR against parameter count over MLP widths on digits (resumes from --out).
     \f
 
     Examples:
         ```bash
-        snrkit sweep --quick --out report/snr_sweep.csv
+        snrkit sweep --quick          # writes sweep/snr_sweep_quick.csv
+        snrkit sweep --out mine.csv   # the full sweep, resumed from mine.csv if it exists
         ```
     """
     import jax
@@ -246,16 +282,16 @@ def sweep(
     from snrkit import sweeps
     from snrkit.report import slope_rows
 
+    # Quick and full sweeps differ in settings, so they keep separate files and never mix on resume.
+    out = out or Path("sweep") / ("snr_sweep_quick.csv" if quick else "snr_sweep.csv")
+    preset = dict(sweeps.SWEEP_QUICK) if quick else {
+        "targets": sweeps.SWEEP_TARGETS, "mc_targets": sweeps.SWEEP_MC_TARGETS, "num_samples": 32 * 256}
     try:
+        check_output_file(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         with _progress() as (_, on_progress):
-            frame = sweeps.snr_sweep(
-                key=jax.random.key(seed), out_csv=out,
-                targets=sweeps.SWEEP_QUICK_TARGETS if quick else sweeps.SWEEP_TARGETS,
-                mc_targets=sweeps.SWEEP_QUICK_TARGETS if quick else sweeps.SWEEP_MC_TARGETS,
-                num_samples=32 * (32 if quick else 256), on_progress=on_progress,
-            )
-    except (ValueError, OSError) as error:
+            frame = sweeps.snr_sweep(key=jax.random.key(seed), out_csv=out, on_progress=on_progress, **preset)
+    except (ValueError, TypeError, OSError) as error:
         _fail(error)
     table = Table(title="Log-log slope of the mean entry SNR against n")
     for column in ("estimator", "source", "slope [95 % CI]"):

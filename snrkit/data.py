@@ -29,12 +29,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from snrkit.core.validation import check_int
+
 __all__ = [
     "DataError",
     "Dataset",
     "DATASETS",
     "default_mnist_dir",
     "load",
+    "check_mnist_dir",
     "load_digits",
     "load_mnist",
 ]
@@ -219,7 +222,8 @@ class Dataset:
             A new `Dataset` sharing memory with this one.
 
         Raises:
-            DataError: If `num` is out of range.
+            ValueError: If `num` is out of range.
+            TypeError: If `num` is not an integer.
 
         Examples:
             >>> import numpy as np
@@ -230,7 +234,7 @@ class Dataset:
             >>> toy.take(5)
             Traceback (most recent call last):
             ...
-            snrkit.data.DataError: num must be an integer in [1, 4]; got 5.
+            ValueError: num must be at most 4 (examples to take, of the 4 available), got 5
         """
         num = _check_count(num, self.num_examples)
         return Dataset(self.images[:num], self.labels[:num], self.num_classes, self.name)
@@ -249,7 +253,8 @@ class Dataset:
             A new `Dataset` (a copy of the selected rows).
 
         Raises:
-            DataError: If `num` is out of range.
+            ValueError: If `num` is out of range.
+            TypeError: If `num` is not an integer.
 
         Examples:
             >>> import jax, numpy as np
@@ -277,9 +282,7 @@ class Dataset:
 
 
 def _check_count(num: int, available: int) -> int:
-    if isinstance(num, bool) or int(num) != num or not 1 <= int(num) <= available:
-        raise DataError(f"num must be an integer in [1, {available}]; got {num!r}.")
-    return int(num)
+    return check_int(num, "num", maximum=available, hint=f"examples to take, of the {available} available")
 
 
 def load_digits() -> Dataset:
@@ -310,9 +313,18 @@ def load_digits() -> Dataset:
     return Dataset(images, labels, num_classes=10, name="digits")
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 def _read_bytes(path: Path, fix: str) -> bytes:
     raw = path.read_bytes()
     if path.suffix != ".gz":
+        if raw[:2] == _GZIP_MAGIC:
+            raise DataError(
+                f"{path} is gzip-compressed although its name has no .gz suffix: gunzip it "
+                f"(e.g. `mv {path.name} {path.name}.gz && gunzip {path.name}.gz` in {path.parent}), or add the .gz "
+                f"suffix so that snrkit decompresses it."
+            )
         return raw
     try:
         return gzip.decompress(raw)
@@ -396,9 +408,11 @@ def load_mnist(path: str | os.PathLike[str], *, split: str = "t10k") -> Dataset:
 
     Raises:
         DataError: If the folder or a file is missing, a file is not a valid (gzipped) IDX
-            file of the expected kind, a file is truncated, the image and label counts
-            differ, or a label is outside 0..9. The message says how to fix it.
+            file of the expected kind (or is gzipped under the raw name), a file is
+            truncated, the image and label counts differ, or a label is outside 0..9. The
+            message says how to fix it.
         ValueError: If `split` is not `"t10k"` or `"train"`.
+        TypeError: If `path` is not a str or path.
 
     Examples:
         Two hand-made images in a temporary folder, in the IDX format:
@@ -417,6 +431,11 @@ def load_mnist(path: str | os.PathLike[str], *, split: str = "t10k") -> Dataset:
         (Dataset(name='mnist', images=float32[2,28,28], labels=int32[2], num_classes=10), [7, 3], 1.0)
         >>> shutil.rmtree(folder)
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(
+            f"path must be the folder holding the MNIST IDX files (a str or pathlib.Path), got {path!r}. "
+            f"{_how_to_get_mnist('a folder of your choice', split if isinstance(split, str) else 't10k')}"
+        )
     if split not in _MNIST_SPLITS:
         hint = ' (the MNIST test split is called "t10k")' if split == "test" else ""
         raise ValueError(f"split must be one of {_MNIST_SPLITS}; got {split!r}{hint}.")
@@ -457,6 +476,9 @@ def default_mnist_dir() -> Path | None:
         The first of those that is an existing folder, or `None` (as on a user's fresh
         machine, where MNIST must be downloaded first).
 
+    Raises:
+        DataError: `SNRKIT_MNIST_DIR` is set to something that is not an existing folder.
+
     Examples:
         >>> import os, tempfile
         >>> from pathlib import Path
@@ -471,13 +493,38 @@ def default_mnist_dir() -> Path | None:
     candidates: list[Path] = []
     env = os.environ.get(_MNIST_ENV)
     if env:
-        candidates.append(Path(env).expanduser())
+        folder = Path(env).expanduser()
+        if not folder.is_dir():
+            # A variable set by hand is an instruction: ignoring it would read other data silently.
+            raise DataError(
+                f"{_MNIST_ENV}={env} is not an existing folder; fix it or unset it. {_how_to_get_mnist(folder)}"
+            )
+        candidates.append(folder)
     repo_root = Path(__file__).resolve().parent.parent
     candidates.append(repo_root.parent / "shared" / "data" / "mnist")
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
     return None
+
+
+def check_mnist_dir(path: str | os.PathLike[str], *, split: str = "t10k") -> None:
+    """Check, before any long work, that `path` holds readable MNIST IDX files (see [`load_mnist`][snrkit.data.load_mnist]).
+
+    Reads and validates the files (a fraction of a second for the test split), so a
+    mistyped folder fails at once rather than after a sweep.
+
+    Raises:
+        DataError, TypeError, ValueError: as [`load_mnist`][snrkit.data.load_mnist].
+
+    Examples:
+        >>> from snrkit.data import check_mnist_dir
+        >>> check_mnist_dir("/no/such/folder")
+        Traceback (most recent call last):
+        ...
+        snrkit.data.DataError: MNIST folder /no/such/folder does not exist. ...
+    """
+    load_mnist(path, split=split)
 
 
 def load(name: str, *, mnist_dir: str | os.PathLike[str] | None = None) -> Dataset:

@@ -37,6 +37,7 @@ import jax
 import numpy as np
 import optax
 
+from .core.validation import check_int
 from .nets import Network, accuracy, cross_entropy
 
 __all__ = [
@@ -100,12 +101,8 @@ def _on_device(a: Any) -> Array:
 
 
 def _check_chunk_size(chunk_size: int | None) -> None:
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1
-    ):
-        raise ValueError(
-            f"chunk_size must be a positive integer, or None for one chunk; got {chunk_size!r}."
-        )
+    if chunk_size is not None:
+        check_int(chunk_size, "chunk_size", hint="examples per chunk, or None for one chunk")
 
 
 def _chunked_mean(fn: Callable, params: Params, x: Array, y: Array, chunk_size: int | None):
@@ -260,12 +257,7 @@ def minibatch_gradient(
 
 
 def _check_batch_size(batch_size: int, n: int) -> int:
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or not 1 <= batch_size <= n:
-        raise ValueError(
-            f"batch_size must be an integer in [1, {n}] (the number of examples); "
-            f"got {batch_size!r}."
-        )
-    return int(batch_size)
+    return check_int(batch_size, "batch_size", maximum=n, hint=f"examples per batch, of the {n} available")
 
 
 @functools.partial(jax.jit, static_argnames=("loss",))
@@ -463,9 +455,7 @@ def train(
         >>> [c.step for c in saved], saved[-1].loss < saved[0].loss
         ([0, 10, 20], True)
     """
-    if isinstance(steps, bool) or int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer; got {steps!r}.")
-    steps = int(steps)
+    steps = check_int(steps, "steps", minimum=0, hint="training updates")
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0; got {learning_rate!r}.")
     if optimizer not in _OPTIMIZERS:

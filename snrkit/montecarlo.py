@@ -37,8 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from snrkit._tree import PyTree, check_key, ravel_host, unravel_host
-from snrkit.laws import Law, _check_num
+from snrkit.core.law import Law
+from snrkit.core.numerics import batch_variance_sd
+from snrkit.core.tree import PyTree, leaf_paths, ravel_host, unravel_host
+from snrkit.core.validation import check_int, check_key
 
 DEFAULT_CHUNK_BYTES = 1 << 27
 """Default memory budget of one chunk of samples (bytes, 128 MiB)."""
@@ -142,8 +144,9 @@ class Moments:
 def default_chunk_size(law: Law) -> int:
     r"""Samples per chunk so that a chunk's probes and samples fit in `DEFAULT_CHUNK_BYTES`.
 
-    A sample of a law with $n$ coordinates and $K$ directions holds about
-    $n\,(\text{itemsize}\,(K+1) + 8)$ bytes; the chunk is capped at 4096 samples.
+    A sample of a law with $n$ coordinates holds its probes (`law.sampler.probe_entries(n)`
+    entries: $Kn$ for $K$ iid directions) and the estimate, about
+    $\text{itemsize}\,(\text{probe entries} + n) + 8n$ bytes; the chunk is capped at 4096 samples.
 
     Args:
         law: the law to be sampled.
@@ -160,8 +163,8 @@ def default_chunk_size(law: Law) -> int:
         4
     """
     itemsize = jnp.dtype(law.dtype).itemsize
-    directions = getattr(law, "directions", 1)
-    per_sample = law.num_coordinates * (itemsize * (directions + 1) + 8)
+    n = law.num_coordinates
+    per_sample = itemsize * (law.sampler.probe_entries(n) + n) + 8 * n
     return int(max(1, min(4096, DEFAULT_CHUNK_BYTES // per_sample)))
 
 
@@ -176,9 +179,12 @@ def monte_carlo(
 ) -> Moments:
     r"""Sample `num_samples` estimates from `law` and return their moments.
 
-    Memory is bounded by `chunk_size × n` (never `num_samples × n`). For a fixed key
-    the samples, and so the result up to float64 rounding, do not depend on
-    `chunk_size` or `batches`: sample `i` is always drawn from `fold_in(key, i)`.
+    Memory is bounded by `chunk_size × n` (never `num_samples × n`). For a fixed key the
+    samples do not depend on `chunk_size` or `batches`: sample `i` is always drawn from
+    `fold_in(key, i)`. Their float32 values can differ in the last bits between chunk sizes
+    (XLA may sum $\nabla\cdot v$ in another order for another batch shape), so the moments
+    agree to float32 rounding of the samples, far below their standard errors, not bit for
+    bit; `batches` only regroups the float64 sums.
     The moments are those of [`Moments`][snrkit.montecarlo.Moments]: mean, unbiased
     variance $s^2$, fourth central moment $m_4$ and
     $\operatorname{se}(s^2) = \sqrt{m_4/N - s^4(N-3)/(N(N-1))}$.
@@ -198,7 +204,7 @@ def monte_carlo(
         The sampled moments.
 
     Raises:
-        TypeError: `law` is not a [`Law`][snrkit.laws.Law], or `key` is not a JAX key.
+        TypeError: `law` is not a [`Law`][snrkit.core.law.Law], or `key` is not a JAX key.
         ValueError: `num_samples`, `batches` or `chunk_size` is less than 1, or
             `batches > num_samples`.
 
@@ -221,14 +227,19 @@ def monte_carlo(
     if not isinstance(law, Law):
         raise TypeError(f"law must be a snrkit Law (from estimator.given(grad)), got {type(law).__name__}")
     key = check_key(key)
-    num = _check_num(num_samples, "num_samples")
-    batches = _check_num(batches, "batches")
+    num = check_int(num_samples, "num_samples")
+    batches = check_int(batches, "batches")
     if batches > num:
         raise ValueError(f"batches={batches} is more than num_samples={num}; every batch needs at least one sample")
-    chunk = default_chunk_size(law) if chunk_size is None else _check_num(chunk_size, "chunk_size")
+    chunk = default_chunk_size(law) if chunk_size is None else check_int(chunk_size, "chunk_size")
     n = law.num_coordinates
     bounds = [(b * num) // batches for b in range(batches + 1)]
-    chunk = min(chunk, max(bounds[b + 1] - bounds[b] for b in range(batches)))
+    largest = max(bounds[b + 1] - bounds[b] for b in range(batches))
+    if chunk_size is None:
+        # A power of two at least the largest batch: runs with other sample counts reuse the
+        # compiled step (each chunk size compiles its own), at most doubling the draws of the last chunk.
+        largest = 1 << (largest - 1).bit_length()
+    chunk = min(chunk, largest)
 
     with jax.enable_x64(True):
         shift = jnp.asarray(np.asarray(law.flat_mean(), dtype=np.float64))
@@ -270,6 +281,45 @@ def _accumulate(
     return jax.lax.fori_loop(0, valid, add, state)
 
 
+def sample_norms(law: Law, key: jax.Array, num_samples: int, chunk_size: int | None = None) -> np.ndarray:
+    r"""$\|g\|$ of each of `num_samples` estimates: the same samples as `law.sample(key, num_samples)`, drawn in chunks.
+
+    Args:
+        law: the law to sample.
+        key: a JAX key.
+        num_samples: number of samples.
+        chunk_size: samples drawn per step (`None`: as [`monte_carlo`][snrkit.montecarlo.monte_carlo]).
+
+    Returns:
+        The Euclidean norms, float64, shape `(num_samples,)`.
+
+    Examples:
+        Rademacher probes with one coordinate give $g = \nabla v^2 = \nabla$ exactly:
+
+        >>> import jax, jax.numpy as jnp, snrkit as sk
+        >>> from snrkit.montecarlo import sample_norms
+        >>> sample_norms(sk.ForwardGradient("rademacher").given(jnp.array([3.0])), jax.random.key(0), 4).tolist()
+        [3.0, 3.0, 3.0, 3.0]
+    """
+    if not isinstance(law, Law):
+        raise TypeError(f"law must be a snrkit Law (from estimator.given(grad)), got {type(law).__name__}")
+    key = check_key(key)
+    num = check_int(num_samples, "num_samples")
+    chunk = min(num, default_chunk_size(law) if chunk_size is None else check_int(chunk_size, "chunk_size"))
+    parts = []
+    with jax.enable_x64(True):
+        for start in range(0, num, chunk):
+            norms = _norms(law.sampler, chunk, law.sampling_args, key, np.uint32(start))
+            parts.append(np.asarray(norms)[: min(chunk, num - start)])
+    return np.concatenate(parts)
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _norms(sampler: Callable, chunk: int, args: Any, key: jax.Array, start: jax.Array) -> jax.Array:
+    samples = sampler(args, key, start.astype(jnp.uint32) + jnp.arange(chunk, dtype=jnp.uint32))
+    return jnp.sqrt(jnp.sum(samples.astype(jnp.float64) ** 2, axis=-1))
+
+
 def moments_from_samples(samples: PyTree, *, batches: int = 1) -> Moments:
     """Moments of samples you already hold (e.g. real JVP estimates), computed in float64.
 
@@ -286,8 +336,8 @@ def moments_from_samples(samples: PyTree, *, batches: int = 1) -> Moments:
         The sampled moments, shaped like one sample.
 
     Raises:
-        ValueError: `samples` is empty, its leaves disagree on the number of samples, or
-            `batches` is more than the samples.
+        ValueError: `samples` is empty, a leaf has no sample axis, its leaves disagree on the
+            number of samples, or `batches` is more than the samples.
 
     Examples:
         Moments of real forward-gradient estimates of a linear loss, whose gradient is `x`:
@@ -306,10 +356,16 @@ def moments_from_samples(samples: PyTree, *, batches: int = 1) -> Moments:
     leaves = jax.tree_util.tree_leaves(samples)
     if not leaves:
         raise ValueError("samples is an empty pytree; pass arrays with a leading sample axis")
+    for path, leaf in zip(leaf_paths(samples), leaves, strict=True):
+        if np.ndim(leaf) == 0:
+            raise ValueError(
+                f"samples{'' if path == '<root>' else path} is a scalar; every leaf needs a leading sample axis "
+                f"(shape (num_samples, ...)), e.g. the output of est.estimates(key, num, ...)"
+            )
     num = int(np.shape(leaves[0])[0])
     if any(np.shape(leaf)[0] != num for leaf in leaves):
         raise ValueError("every leaf of samples needs the same leading (sample) axis")
-    batches = _check_num(batches, "batches")
+    batches = check_int(batches, "batches")
     if batches > num:
         raise ValueError(f"batches={batches} is more than the {num} samples; every batch needs at least one sample")
     flat = np.concatenate([np.reshape(np.asarray(leaf, np.float64), (num, -1)) for leaf in leaves], axis=1)
@@ -327,12 +383,10 @@ def _moments(sums: np.ndarray, num: int, shift: np.ndarray, batch_stats: list, b
     """Assemble `Moments` from power sums about `shift` and per-batch (mean, var) about it."""
     mean_d, var = _mean_var(sums, num)
     fourth = _central_fourth(sums, num, mean_d)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var_of_var = fourth / num - var**2 * (num - 3) / (num * (num - 1.0))
     return Moments(
         mean=unravel_host(shift + mean_d, like),
         var=unravel_host(var, like),
-        var_stderr=unravel_host(np.sqrt(np.maximum(var_of_var, 0.0)), like),
+        var_stderr=unravel_host(batch_variance_sd(fourth, var, num), like),
         num_samples=num,
         fourth_moment=unravel_host(fourth, like),
         batch_means=unravel_host(np.stack([m for m, _ in batch_stats]) + shift, like),

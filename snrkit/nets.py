@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
+from snrkit.core.validation import is_positive_int
+
 __all__ = [
     "Network",
     "accuracy",
@@ -42,6 +44,7 @@ __all__ = [
     "mlp",
     "mlp_apply",
     "mlp_init",
+    "mlp_layers",
     "mlp_num_params",
     "mlp_widths_for_params",
     "num_params",
@@ -99,7 +102,7 @@ def _init_layers(
 
 def _check_widths(widths: Sequence[int], name: str = "widths") -> tuple[int, ...]:
     widths = tuple(widths)
-    if len(widths) < 2 or any(_bad_positive_int(w) for w in widths):
+    if len(widths) < 2 or any(not is_positive_int(w) for w in widths):
         raise ValueError(
             f"{name} must list at least two positive integers (input width, ..., number of "
             f"classes), e.g. (64, 32, 10); got {widths!r}."
@@ -255,18 +258,14 @@ def _check_cnn_args(
 ) -> tuple[tuple[int, int], int, tuple[int, ...]]:
     image_shape = _check_image_shape(image_shape)
     channels = tuple(channels)
-    if not channels or any(_bad_positive_int(c) for c in channels):
+    if not channels or any(not is_positive_int(c) for c in channels):
         raise ValueError(
             f"channels must list one positive integer per convolution, e.g. (8, 16); "
             f"got {channels!r}."
         )
-    if _bad_positive_int(num_classes):
+    if not is_positive_int(num_classes):
         raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")
     return image_shape, int(num_classes), tuple(int(c) for c in channels)
-
-
-def _bad_positive_int(value: Any) -> bool:
-    return isinstance(value, bool) or int(value) != value or int(value) < 1
 
 
 @jax.jit
@@ -410,6 +409,10 @@ class Network:
     """`init(key) -> params`."""
     apply: Callable[[Params, Array], Array]
     """`apply(params, x) -> logits` for a batch `x`."""
+    layers: Callable[[Params, Array], list[tuple[Array, Array, Array]]] | None = None
+    """`layers(params, x)`: `(inputs, pre-activations, weights)` of each dense layer for the
+    batch `x`, for estimators whose law needs them (see [snrkit.core.problem.Problem.layers][]);
+    `None` when the network does not expose them."""
 
     def loss(self, params: Params, x: Array, y: Array) -> Array:
         r"""Mean softmax cross-entropy of the batch `(x, y)`: `cross_entropy(apply(params, x), y)`.
@@ -462,12 +465,44 @@ class Network:
         return accuracy(self.apply(params, x), y)
 
 
+def mlp_layers(params: Sequence[dict[str, Array]], x: Array) -> list[tuple[Array, Array, Array]]:
+    r"""Each dense layer of the MLP on the batch `x`: its inputs $h_{l-1}$, pre-activations $z_l$ and weights $W_l$.
+
+    With $h_0 = x$ (flattened), $z_l = h_{l-1} W_l + b_l$ and $h_l = \max(0, z_l)$ for
+    hidden layers, as in [`mlp_apply`][snrkit.nets.mlp_apply].
+
+    Args:
+        params: As returned by [`mlp_init`][snrkit.nets.mlp_init].
+        x: Inputs of shape `(B, in)` or `(B, H, W)`.
+
+    Returns:
+        One `(inputs, preactivations, weights)` triple per layer, of shapes `(B, in_l)`,
+        `(B, out_l)` and `(in_l, out_l)`.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from snrkit.nets import mlp_init, mlp_layers
+        >>> params = mlp_init(jax.random.key(0), (4, 8, 3))
+        >>> [tuple(a.shape for a in layer) for layer in mlp_layers(params, jnp.ones((5, 4)))]
+        [((5, 4), (5, 8), (4, 8)), ((5, 8), (5, 3), (8, 3))]
+    """
+    h = jnp.asarray(x).reshape(jnp.shape(x)[0], -1).astype(params[0]["w"].dtype)
+    out = []
+    for index, layer in enumerate(params):
+        z = h @ layer["w"] + layer["b"]
+        out.append((h, z, layer["w"]))
+        if index < len(params) - 1:
+            h = jax.nn.relu(z)
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def _mlp(widths: tuple[int, ...], dtype) -> Network:
     return Network(
         name="mlp-" + "-".join(map(str, widths)),
         init=functools.partial(mlp_init, widths=widths, dtype=dtype),
         apply=mlp_apply,
+        layers=mlp_layers,
     )
 
 
@@ -630,7 +665,7 @@ def mlp_widths_for_params(
         ("target_params", target_params),
         ("depth", depth),
     ):
-        if _bad_positive_int(value):
+        if not is_positive_int(value):
             raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     d, c, t, k = int(input_dim), int(num_classes), int(target_params), int(depth)
     # P(h) = a h^2 + b h + c with:

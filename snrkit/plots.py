@@ -40,9 +40,12 @@ DPI = 120
 """Resolution of [`save`][snrkit.plots.save], in dots per inch."""
 
 _METRIC_NAMES = {
-    "mean_entry_snr": r"mean entry SNR, mean$_i\ \nabla_i^2/\mathrm{Var}[g_i]$",
-    "aggregate_snr": r"aggregate SNR, $\|\nabla\|^2/\mathrm{tr\,Cov}[g]$",
+    "mean_entry_snr": r"mean entry SNR, mean$_i\ \mathbb{E}[g_i]^2/\mathrm{Var}[g_i]$",
+    "aggregate_snr": r"aggregate SNR, $\|\mathbb{E}g\|^2/\mathrm{tr\,Cov}[g]$",
+    "efficiency": r"efficiency, floor / $\mathbb{E}\|g-\nabla\|^2$",
 }
+# Metrics with a line of reference: an efficiency of 1 is the floor of unbiased estimators.
+_REFERENCES = {"efficiency": (1.0, "floor of unbiased estimators")}
 # Estimators with similar SNR overlap on a log scale (K=4 and 4 blocks both give ~4/n), so
 # line styles, not only colours, tell them apart.
 _LINESTYLES = ("-", "--", "-.", ":")
@@ -117,6 +120,9 @@ def plot_snr_vs_params(
                 color=colour, marker="s", markersize=5, markerfacecolor="none", linestyle="none", capsize=3,
                 label="_nolegend_",
             )
+    if metric in _REFERENCES:
+        level, text = _REFERENCES[metric]
+        ax.axhline(level, color="0.4", linestyle=":", linewidth=1, label=text)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("parameters $n$")

@@ -33,6 +33,9 @@ from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from snrkit.core.precision import wide_dtype
 
 Sampler = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
 """`sampler(key, shape, dtype)`: an array of `shape` with iid probe entries."""
@@ -77,6 +80,9 @@ class Probe:
     # Part of equality and hash: a Probe keys compiled samplers, so two probes with the same
     # name and moments but different samplers must not share one.
     sampler: Sampler = field(repr=False)
+    checked: bool = field(default=True, repr=False, compare=False)
+    """Check the sampler against the stated moments at construction (see `check_sampler`);
+    the built-in probes, tested in the suite, skip it."""
 
     def __post_init__(self) -> None:
         # Even moments of a variance-1 distribution grow: m4 ≥ 1 and m_{2p+2} ≥ m_{2p} (Lyapunov).
@@ -85,6 +91,13 @@ class Probe:
                 f"probe {self.name!r}: even moments m4={self.m4}, m6={self.m6}, m8={self.m8} are not those of "
                 f"a distribution with variance 1 (need 1 <= m4 <= m6 <= m8, finite)"
             )
+        if not callable(self.sampler):
+            raise TypeError(
+                f"probe {self.name!r}: sampler must be a function sampler(key, shape, dtype) -> array of iid "
+                f"entries, got {self.sampler!r}"
+            )
+        if self.checked:
+            _check_sampler(self)
 
     @property
     def kurtosis(self) -> float:
@@ -121,8 +134,43 @@ class Probe:
         return self.sampler(key, shape, dtype)
 
 
+_CHECK_DRAWS = 1 << 16
+_CHECK_SIGMAS = 8.0
+
+
+def _check_sampler(probe: Probe) -> None:
+    """Refuse a sampler whose draws contradict the stated moments (mean 0, variance 1, fourth moment m4)."""
+    draws = probe.sampler(jax.random.key(0, impl="threefry2x32"), (_CHECK_DRAWS,), jnp.float32)
+    if jnp.shape(draws) != (_CHECK_DRAWS,):
+        raise ValueError(
+            f"probe {probe.name!r}: sampler(key, ({_CHECK_DRAWS},), float32) returned shape {jnp.shape(draws)}; "
+            f"it must return an array of the requested shape"
+        )
+    x = np.asarray(draws, np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"probe {probe.name!r}: the sampler drew NaN or inf")
+    count = float(_CHECK_DRAWS)
+    checks = (
+        ("mean", x.mean(), 0.0, 1.0),
+        ("variance", (x**2).mean(), 1.0, probe.m4 - 1.0),
+        # The fourth-moment law needs a symmetric entry (odd moments 0) with the stated m6.
+        ("third moment", (x**3).mean(), 0.0, probe.m6),
+        ("fourth moment", (x**4).mean(), probe.m4, probe.m8 - probe.m4**2),
+        ("sixth moment", (x**6).mean(), probe.m6, float((x**12).mean()) - probe.m6**2),
+    )
+    for what, found, stated, spread in checks:
+        tolerance = _CHECK_SIGMAS * math.sqrt(max(spread, 0.0) / count) + 1e-5 * max(1.0, abs(stated))
+        if abs(found - stated) > tolerance:
+            raise ValueError(
+                f"probe {probe.name!r}: its sampler draws entries of {what} {found:.4g}, but the stated moments "
+                f"say {stated:g} (tolerance {tolerance:.2g} at {_CHECK_DRAWS} draws); fix the sampler or the moments "
+                f"(a probe entry needs mean 0, variance 1 and fourth moment m4)"
+            )
+
+
 def _gaussian(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
-    return jax.random.normal(key, shape, dtype)
+    # Drawn at least in float32: half-precision normals are clipped (see precision.wide_dtype).
+    return jax.random.normal(key, shape, wide_dtype(dtype)).astype(dtype)
 
 
 def _rademacher(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
@@ -136,15 +184,15 @@ _SQRT3 = math.sqrt(3.0)
 
 
 def _uniform(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
-    return jax.random.uniform(key, shape, dtype, minval=-_SQRT3, maxval=_SQRT3)
+    return jax.random.uniform(key, shape, wide_dtype(dtype), minval=-_SQRT3, maxval=_SQRT3).astype(dtype)
 
 
 PROBES: dict[str, Probe] = {
     p.name: p
     for p in (
-        Probe("gaussian", 3.0, 15.0, 105.0, _gaussian),
-        Probe("rademacher", 1.0, 1.0, 1.0, _rademacher),
-        Probe("uniform", 9.0 / 5.0, 27.0 / 7.0, 9.0, _uniform),
+        Probe("gaussian", 3.0, 15.0, 105.0, _gaussian, checked=False),
+        Probe("rademacher", 1.0, 1.0, 1.0, _rademacher, checked=False),
+        Probe("uniform", 9.0 / 5.0, 27.0 / 7.0, 9.0, _uniform, checked=False),
     )
 }
 """The built-in probes by name: `"gaussian"`, `"rademacher"` and `"uniform"` (see the table above)."""

@@ -28,7 +28,9 @@ import numpy as np
 import pandas as pd
 
 from snrkit import __version__, claims, data, plots, sweeps
-from snrkit._io import write_atomic
+from snrkit.claims.engine import claim_probes
+from snrkit.core.io import check_output_folder, write_atomic
+from snrkit.core.validation import MAX_SEED, check_int
 
 StepFn = Callable[[str], None]
 """`on_step(description)`: called by [`build_report`][snrkit.report.build_report] before each stage."""
@@ -69,12 +71,13 @@ class Report:
 
 
 def verdict_frame(verdicts: list[claims.Verdict]) -> pd.DataFrame:
-    """One row per verdict: id, probe, verdict, ratio and interval, p-value, exact ratio, correction, setting.
+    """One row per verdict: id, probe, verdict, conditions, ratio and interval, p-value, exact ratio, correction, setting.
 
-    The columns are the fields of [`Verdict`][snrkit.claims.Verdict] (where `ratio`,
-    `ratio_ci`, `p_value` and `exact_ratio` are defined), with `ratio_ci` split into
-    `ratio_lo` and `ratio_hi`, plus `data`, `probe`, `n` and `samples` from its setting and
-    the whole setting as one `key=value; ...` string. This is `claims.csv` of a report and
+    The columns are fields of [`Verdict`][snrkit.claims.Verdict] (where `ratio`,
+    `ratio_ci`, `p_value`, `exact_ratio` and `conditions` are defined; `conditions` is
+    empty unless the claim was judged outside its stated conditions), with `ratio_ci` split
+    into `ratio_lo` and `ratio_hi`, plus `data`, `probe`, `n` and `samples` from its setting
+    and the whole setting as one `key=value; ...` string. This is `claims.csv` of a report and
     the source of the [claims ledger](../claims.md).
 
     Args:
@@ -103,6 +106,7 @@ def verdict_frame(verdicts: list[claims.Verdict]) -> pd.DataFrame:
                 "probe": v.setting.get("probe", ""),
                 "verdict": v.verdict,
                 "holds": v.holds,
+                "conditions": v.conditions,
                 "ratio": v.ratio,
                 "ratio_lo": v.ratio_ci[0],
                 "ratio_hi": v.ratio_ci[1],
@@ -124,10 +128,10 @@ def parity_frame(verdicts: list[claims.Verdict]) -> pd.DataFrame:
     """Measured against predicted per-entry variance for snrkit's law and each per-entry claim.
 
     Each verdict with per-entry arrays ([`Verdict.entries`][snrkit.claims.Verdict.entries])
-    adds its claim's prediction against the Monte Carlo variance, and snrkit's exact law
-    against the same samples once per setting (layer, probe, $K$, estimator). `snrkit-*`
-    claims only add the exact law; `frye-thread` adds nothing, its claim being about the
-    average only.
+    of a per-entry claim (`test="entry-variance"`) adds its claim's prediction against the
+    Monte Carlo variance, and snrkit's exact law against the same samples once per setting
+    (layer, probe, estimator). Claims whose prediction is the exact law itself only add the
+    exact law; average-entry claims add nothing, being about the average only.
 
     Args:
         verdicts: from [snrkit.claims.verify][] or [snrkit.claims.verify_all][].
@@ -148,10 +152,10 @@ def parity_frame(verdicts: list[claims.Verdict]) -> pd.DataFrame:
     parts = []
     seen_exact = set()
     for v in verdicts:
-        if v.entries is None:
+        if v.entries is None or v.test != "entry-variance":
             continue
         probe = v.setting.get("probe", "")
-        setting_key = (v.setting.get("layer"), probe, v.setting.get("K"), v.setting.get("estimator"))
+        setting_key = (v.setting.get("layer"), probe, v.setting.get("estimator"))
         if setting_key not in seen_exact:
             seen_exact.add(setting_key)
             parts.append(
@@ -159,7 +163,7 @@ def parity_frame(verdicts: list[claims.Verdict]) -> pd.DataFrame:
                     {"formula": f"snrkit exact ({probe})", "predicted": v.entries["exact"], "measured": v.entries["measured"]}
                 )
             )
-        if not v.id.startswith("snrkit") and v.id != "frye-thread":  # the thread's claim is about the average only
+        if claims.CLAIMS[v.id].predict is not None:  # a claim that is the exact law adds nothing new
             parts.append(
                 pd.DataFrame({"formula": f"{v.id} ({probe})", "predicted": v.entries["predicted"], "measured": v.entries["measured"]})
             )
@@ -169,10 +173,11 @@ def parity_frame(verdicts: list[claims.Verdict]) -> pd.DataFrame:
 def thread_frame(verdicts: list[claims.Verdict]) -> pd.DataFrame:
     r"""Frye's thread check: mean entry variance (measured, exact) against ‖∇‖², one row per setting.
 
-    From each `frye-thread` verdict (Frye (2022), thread: the mean over entries of
-    $\operatorname{Var}[g_i]$ equals $\|\nabla\|^2$): the measured mean entry variance
-    `ratio` $\times \|\nabla\|^2$ with its interval, and the exact
-    $\frac1n\sum_i\operatorname{Var}[g_i] = \|\nabla\|^2(1 + (\kappa-2)/n)/K$.
+    From each average-entry verdict (`test="average-variance"`: Frye's thread, the mean over
+    entries of $\operatorname{Var}[g_i]$ equals $\|\nabla\|^2$): the measured mean entry
+    variance `ratio` $\times$ the claimed average with its interval, and the exact
+    $\frac1n\sum_i\operatorname{Var}[g_i]$ ($\|\nabla\|^2(1 + (\kappa-2)/n)/K$ for the
+    forward gradient).
 
     Args:
         verdicts: from [snrkit.claims.verify][] or [snrkit.claims.verify_all][]; verdicts of
@@ -196,9 +201,9 @@ def thread_frame(verdicts: list[claims.Verdict]) -> pd.DataFrame:
     """
     rows = []
     for v in verdicts:
-        if v.id != "frye-thread" or v.entries is None:
+        if v.test != "average-variance" or v.entries is None:
             continue
-        norm_sq = float(v.entries["predicted"][0])
+        norm_sq = float(np.mean(v.entries["predicted"]))
         rows.append(
             {
                 "setting": f"{v.setting.get('network', '')} on {v.setting.get('data', '')} ({v.setting.get('probe', '')})",
@@ -225,11 +230,14 @@ def build_report(
     """Verify every claim, run the SNR sweep, draw the figures and write the report.
 
     The SNR sweep is [snrkit.sweeps.snr_sweep][] (with `quick`, the Gaussian forward
-    gradient at [`QUICK_TARGETS`][snrkit.report.QUICK_TARGETS]); the verdicts are
-    [snrkit.claims.verify_all][] under both probes, reusing the sweep for the scaling law,
-    plus Frye's thread check on MNIST when MNIST is found; the figures are those of
-    [`snrkit.plots`][snrkit.plots]. `run.json` records the snrkit and JAX versions, the time,
-    the data, `quick` and the seed.
+    gradient at [`QUICK_TARGETS`][snrkit.report.QUICK_TARGETS]), kept in `snr_sweep.csv`
+    (`snr_sweep_quick.csv` with `quick`, so both kinds of report can share a folder); the
+    verdicts are [snrkit.claims.verify_all][] under both probes, reusing the sweep for the
+    scaling law, plus the claims that are also judged on MNIST
+    ([`Claim.also_on`][snrkit.claims.records.Claim.also_on]) when MNIST is found; the
+    figures are those of [`snrkit.plots`][snrkit.plots]. `run.json` records the snrkit and
+    JAX versions, the time, the data, `quick` and the seed. Every input (the data name, the
+    seed, the MNIST folder, the output folder) is checked before the long work starts.
 
     Args:
         out: folder for `report.html`, `report.md`, `claims.csv`, `snr_sweep.csv`, `run.json`
@@ -238,7 +246,7 @@ def build_report(
         mnist_dir: folder of the MNIST IDX files; defaults to
             [snrkit.data.default_mnist_dir][].
         quick: fewer samples and a smaller sweep.
-        seed: seed of every random draw.
+        seed: seed of every random draw and of the default networks, in `[0, 2**32)`.
         on_step: called with a description before each stage.
         on_progress: called as `(what, done, total)` during long stages.
 
@@ -246,7 +254,8 @@ def build_report(
         A [`Report`][snrkit.report.Report] of what was written.
 
     Raises:
-        ValueError: an unknown `data_name`, or `"mnist"` without the MNIST files.
+        ValueError: an unknown `data_name`, a bad seed, `"mnist"` without the MNIST files,
+            MNIST files that cannot be read, or an output folder that cannot be one.
 
     Examples:
         Trains networks and verifies every claim, so it takes minutes rather than seconds:
@@ -261,16 +270,21 @@ def build_report(
     step = on_step or (lambda _: None)
     if data_name not in ("digits", "mnist"):
         raise ValueError(f"data must be 'digits' or 'mnist', got {data_name!r}")
+    seed = check_int(seed, "seed", minimum=0, maximum=MAX_SEED)
     mnist = str(mnist_dir) if mnist_dir else (str(data.default_mnist_dir()) if data.default_mnist_dir() else None)
     if data_name == "mnist" and mnist is None:
         raise ValueError("--data mnist needs the MNIST IDX files: pass --mnist-dir PATH (or set SNRKIT_MNIST_DIR)")
+    if mnist is not None:
+        data.check_mnist_dir(mnist)  # used by the network-level claims: checked before the long work
+    check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(seed)
 
     step("SNR against parameter count")
     sweep_frame = sweeps.snr_sweep(
         key=jax.random.fold_in(key, 2),
-        out_csv=out / "snr_sweep.csv",
+        # Quick and full sweeps keep separate files, so both kinds of report can share a folder.
+        out_csv=out / ("snr_sweep_quick.csv" if quick else "snr_sweep.csv"),
         # quick: the Gaussian forward gradient only, sampled at three small widths (the
         # scaling-law verdict needs at least three sampled widths).
         targets=QUICK_TARGETS if quick else sweeps.SWEEP_TARGETS,
@@ -280,8 +294,10 @@ def build_report(
         on_progress=on_progress,
     )
 
-    ids = list(claims.CLAIMS)
-    total = sum(1 if claims.CLAIMS[c].test == "snr-scaling" else 2 for c in ids)
+    probes = ("gaussian", "rademacher")
+    extra = [] if data_name != "digits" or mnist is None else [c for c in claims.CLAIMS.values() if "mnist" in c.also_on]
+    total = sum(len(claim_probes(c, probes)) for c in claims.CLAIMS.values()) + sum(
+        len(claim_probes(c, probes[:1] if quick else probes)) for c in extra)
     done = {"n": 0}
 
     def on_claim(claim_id: str, probe: str) -> None:
@@ -291,13 +307,14 @@ def build_report(
         done["n"] += 1
 
     verdicts = claims.verify_all(
-        key=jax.random.fold_in(key, 0), quick=quick, mnist_dir=mnist if data_name == "mnist" else None,
-        on_claim=on_claim, sweep_frame=sweep_frame,
+        key=jax.random.fold_in(key, 0), quick=quick, probes=probes, mnist_dir=mnist if data_name == "mnist" else None,
+        on_claim=on_claim, sweep_frame=sweep_frame, seed=seed,
     )
-    if data_name == "digits" and mnist is not None:
-        step("Frye's thread check on MNIST")
-        for probe in ("gaussian",) if quick else ("gaussian", "rademacher"):
-            verdicts.append(claims.verify("frye-thread", key=jax.random.fold_in(key, 1), quick=quick, probe=probe, mnist_dir=mnist))
+    for claim in extra:
+        for probe in claim_probes(claim, probes[:1] if quick else probes):
+            on_claim(f"{claim.id} on MNIST", probe or "—")
+            verdicts.append(claims.verify(claim.id, key=jax.random.fold_in(key, 1), quick=quick, probe=probe or None,
+                                          mnist_dir=mnist, seed=seed))
     claims_frame = verdict_frame(verdicts)
     write_atomic(out / "claims.csv", claims_frame.to_csv(index=False))
 
@@ -305,6 +322,7 @@ def build_report(
     figures = {
         "snr_vs_params": plots.plot_snr_vs_params(sweep_frame, metric="mean_entry_snr"),
         "aggregate_snr_vs_params": plots.plot_snr_vs_params(sweep_frame, metric="aggregate_snr"),
+        "efficiency_vs_params": plots.plot_snr_vs_params(sweep_frame, metric="efficiency"),
         "parity": plots.plot_parity(parity_frame(verdicts)),
     }
     thread = thread_frame(verdicts)
@@ -366,7 +384,7 @@ def slope_rows(sweep_frame: pd.DataFrame) -> list[tuple[str, str, float, float, 
 
 
 INTRO = (
-    "Every published statement about the variance of forward gradients in shared/papers, "
+    "Every registered claim about the noise of forward-gradient estimators (published formulas and snrkit's own laws), "
     "checked on real gradients of an MLP trained for 100 Adam steps on scikit-learn's digits "
     "(the output-layer bias where a claim needs a concentrated gradient to be testable). "
     "refuted: the samples reject the claim; a true claim is refuted with probability at most "
@@ -379,13 +397,19 @@ INTRO = (
 """The introduction of the report: what was checked, and how to read a verdict."""
 
 
+def _verdict_text(row) -> str:
+    """The verdict, with the claim's unmet conditions when it was judged outside them."""
+    conditions = row.conditions if isinstance(row.conditions, str) else ""
+    return f"{row.verdict} (outside its stated conditions: {conditions})" if conditions else row.verdict
+
+
 def _markdown(claims_frame: pd.DataFrame, sweep_frame: pd.DataFrame, figures: dict[str, Path], quick: bool) -> str:
     lines = ["# snrkit report" + (" (quick)" if quick else ""), "", INTRO, "", "## Verdicts", ""]
     lines.append("| claim | data | probe | verdict | truth / claim [95 % CI] | exact ratio | p-value | n | correction |")
     lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in claims_frame.itertuples():
         lines.append(
-            f"| {r.id} | {r.data} | {r.probe} | {r.verdict} | {r.ratio:.4g} [{r.ratio_lo:.4g}, {r.ratio_hi:.4g}] | "
+            f"| {r.id} | {r.data} | {r.probe} | {_verdict_text(r)} | {r.ratio:.4g} [{r.ratio_lo:.4g}, {r.ratio_hi:.4g}] | "
             f"{r.exact_ratio:.4g} | {r.p_value:.2g} | {r.n} | {r.correction} |"
         )
     lines += ["", "## SNR against parameter count", "", "| estimator | source | slope of log SNR on log n [95 % CI] |", "| --- | --- | --- |"]
@@ -405,7 +429,7 @@ def _html(claims_frame: pd.DataFrame, sweep_frame: pd.DataFrame, figures: dict[s
     for r in claims_frame.itertuples():
         colour = {"holds": "#1a7f37", "refuted": "#cf222e"}.get(r.verdict, "#9a6700")
         rows.append(
-            "<tr>" + cell(r.id) + cell(r.data) + cell(r.probe) + f'<td style="color:{colour};font-weight:bold">{r.verdict}</td>'
+            "<tr>" + cell(r.id) + cell(r.data) + cell(r.probe) + f'<td style="color:{colour};font-weight:bold">{html.escape(_verdict_text(r))}</td>'
             + cell(f"{r.ratio:.4g} [{r.ratio_lo:.4g}, {r.ratio_hi:.4g}]") + cell(f"{r.exact_ratio:.4g}")
             + cell(f"{r.p_value:.2g}") + cell(r.n) + cell(r.statement) + cell(r.source) + cell(r.correction) + "</tr>"
         )

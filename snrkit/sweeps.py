@@ -1,13 +1,16 @@
 """Experiments that return tidy pandas DataFrames (one row per measurement).
 
-- [`snr_sweep`][snrkit.sweeps.snr_sweep]: exact and sampled SNR of forward-gradient
-  estimators on MLPs of growing size, resumable from a CSV;
+- [`snr_sweep`][snrkit.sweeps.snr_sweep]: exact and sampled SNR (and efficiency) of
+  gradient estimators on MLPs of growing size, resumable from a CSV;
   [`fit_loglog_slope`][snrkit.sweeps.fit_loglog_slope] fits the decay exponent.
+
+Rows identify an estimator by the columns of its `describe()` (`label`, `family`, `params`
+as JSON), so a new family needs no change here, in the plots or in the report.
 
 Examples:
     >>> from snrkit import sweeps
     >>> sweeps.SWEEP_METRICS, sweeps.SWEEP_SOURCES
-    (('mean_entry_snr', 'aggregate_snr'), ('exact', 'monte_carlo'))
+    (('mean_entry_snr', 'aggregate_snr', 'efficiency'), ('exact', 'monte_carlo'))
 """
 
 from __future__ import annotations
@@ -26,47 +29,14 @@ import pandas as pd
 import scipy.stats
 
 from snrkit import gradients, nets
-from snrkit._io import write_atomic
-from snrkit._tree import check_key, ravel_host
+from snrkit.core.estimator import Estimator
+from snrkit.core.io import write_atomic
+from snrkit.core.tree import ravel_host
+from snrkit.core.validation import check_int, check_key
 from snrkit.data import Dataset, load_digits
-from snrkit.estimators import Estimator, ForwardGradient, Partitioned
+from snrkit.families import FAMILIES
 from snrkit.montecarlo import monte_carlo
-
-
-def describe(estimator: Estimator) -> dict[str, object]:
-    """Columns that identify an estimator in a tidy frame.
-
-    Args:
-        estimator: a [`ForwardGradient`][snrkit.estimators.ForwardGradient],
-            [`Partitioned`][snrkit.estimators.Partitioned] or other
-            [`Estimator`][snrkit.estimators.Estimator].
-
-    Returns:
-        `label` (unique per setting; rows of [`snr_sweep`][snrkit.sweeps.snr_sweep] are
-        keyed by it), `estimator` (the class name), `probe`, `directions` and `blocks`
-        (`"explicit"` for block ids given by hand).
-
-    Examples:
-        >>> import snrkit as sk
-        >>> from snrkit.sweeps import describe
-        >>> describe(sk.ForwardGradient(probe="gaussian", directions=4))["label"]
-        'ForwardGradient(gaussian, K=4)'
-        >>> describe(sk.Partitioned(blocks=4, probe="rademacher"))
-        {'label': 'Partitioned(rademacher, K=1, blocks=4)', 'estimator': 'Partitioned', 'probe': 'rademacher', 'directions': 1, 'blocks': 4}
-    """
-    blocks = getattr(estimator, "blocks", 1)
-    probe = estimator.probe_distribution.name if hasattr(estimator, "probe_distribution") else ""
-    name = type(estimator).__name__
-    directions = getattr(estimator, "directions", 1)
-    label_blocks = blocks if isinstance(blocks, int | str) else "explicit"
-    label = f"{name}({probe}, K={directions}" + (f", blocks={label_blocks})" if name == "Partitioned" else ")")
-    return {
-        "label": label,
-        "estimator": name,
-        "probe": probe,
-        "directions": getattr(estimator, "directions", 1),
-        "blocks": blocks if isinstance(blocks, int | str) else "explicit",
-    }
+from snrkit.stats.intervals import batch_means_interval
 
 
 # ----------------------------------------------------------------------------------------
@@ -78,17 +48,12 @@ SweepProgressFn = Callable[[str, int, int], None]
 `"sweep"` for the widths finished so far, or a short description of the running sub-task
 (training, one Monte Carlo run) whose `done`/`total` count its own steps or samples."""
 
-SWEEP_ESTIMATORS: tuple[Estimator, ...] = (
-    ForwardGradient(probe="gaussian", directions=1),
-    ForwardGradient(probe="rademacher", directions=1),
-    ForwardGradient(probe="gaussian", directions=4),
-    ForwardGradient(probe="rademacher", directions=4),
-    Partitioned(blocks=4, probe="gaussian"),
-    Partitioned(blocks=4, probe="rademacher"),
-)
+SWEEP_ESTIMATORS: tuple[Estimator, ...] = tuple(setting for family in FAMILIES.values() for setting in family.sweep)
 """Estimator settings of [`snr_sweep`][snrkit.sweeps.snr_sweep], in the order their rows
-appear: Gaussian and Rademacher forward gradients with $K = 1$ and $K = 4$ directions, and
-4-block partitioned probes."""
+appear: the `sweep` settings of every registered family
+([`snrkit.families`][snrkit.families]): Gaussian and Rademacher forward gradients with
+$K = 1$ and $K = 4$ directions, 4-block partitioned probes, and the settings of the other
+families."""
 
 SWEEP_TARGETS: tuple[int, ...] = (
     1_000, 2_400, 6_000, 14_000, 35_000, 85_000, 210_000, 500_000, 1_200_000, 3_000_000,
@@ -122,14 +87,13 @@ SWEEP_COLUMNS: tuple[str, ...] = (
     "train_steps",  # Adam steps before the gradient was taken
     "key",          # fingerprint of the sweep's key (hex of its key data)
     "width",        # hidden width h of the MLP (input, h, h, classes)
+    "network",      # the MLP's name, e.g. "mlp-64-32-32-10"
     "n",            # number of parameters
-    "label",
-    "estimator",
-    "probe",
-    "directions",
-    "blocks",
+    "label",        # the estimator's label (rows are keyed by it)
+    "family",       # the estimator's family (registry name)
+    "params",       # the estimator's hyperparameters, JSON
     "source",       # "exact" or "monte_carlo"
-    "metric",       # "mean_entry_snr" or "aggregate_snr"
+    "metric",       # "mean_entry_snr", "aggregate_snr" or "efficiency"
     "value",
     "lo",           # 95 % batch-means interval (Monte Carlo rows); NaN for exact rows
     "hi",
@@ -140,10 +104,10 @@ SWEEP_COLUMNS: tuple[str, ...] = (
 
 - `dataset`, `train_steps`, `key`: the data set, the Adam steps before the gradient was
   taken, and a fingerprint of the sweep's key (hex of its key data).
-- `width`, `n`: the hidden width $h$ of the MLP (input, $h$, $h$, classes) and its number
-  of parameters.
-- `label`, `estimator`, `probe`, `directions`, `blocks`: the estimator (see
-  [`describe`][snrkit.sweeps.describe]).
+- `width`, `network`, `n`: the hidden width $h$ of the MLP (input, $h$, $h$, classes), its
+  name and its number of parameters.
+- `label`, `family`, `params`: the estimator, as its
+  [`describe()`][snrkit.core.estimator.Estimator.describe] gives it.
 - `source`, `metric`, `value`: one of [`SWEEP_SOURCES`][snrkit.sweeps.SWEEP_SOURCES], one
   of [`SWEEP_METRICS`][snrkit.sweeps.SWEEP_METRICS], and its value.
 - `lo`, `hi`: the 95 % batch-means interval of Monte Carlo rows (NaN for exact rows).
@@ -152,102 +116,61 @@ SWEEP_COLUMNS: tuple[str, ...] = (
 """
 SWEEP_SOURCES: tuple[str, ...] = ("exact", "monte_carlo")
 """Values of the `source` column: from the exact law, or from Monte Carlo samples."""
-SWEEP_METRICS: tuple[str, ...] = ("mean_entry_snr", "aggregate_snr")
+SWEEP_METRICS: tuple[str, ...] = ("mean_entry_snr", "aggregate_snr", "efficiency")
 """Values of the `metric` column (see [`snr_metrics`][snrkit.sweeps.snr_metrics])."""
 
-_INT_COLUMNS = ("train_steps", "width", "n", "directions", "blocks", "num_samples", "batches")
+_INT_COLUMNS = ("train_steps", "width", "n", "num_samples", "batches")
 _FLOAT_COLUMNS = ("value", "lo", "hi")
 _TEXT_COLUMNS = tuple(c for c in SWEEP_COLUMNS if c not in _INT_COLUMNS + _FLOAT_COLUMNS)
 _ROW_KEY = ("width", "label", "source", "metric")
-# Floats must come back from the CSV bit for bit, so a resumed sweep equals an
-# uninterrupted one: pandas 3 parses them exactly by default (and deprecates the option),
-# pandas 2 only with float_precision="round_trip".
-_EXACT_FLOATS: dict[str, str] = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
-def snr_metrics(grad_sq: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""Mean per-entry SNR and aggregate SNR from squared gradient entries and variances.
+def snr_metrics(
+    signal_sq: np.ndarray, var: np.ndarray, *, squared_bias: float = 0.0, floor: float = math.nan
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Mean per-entry SNR, aggregate SNR and efficiency from squared means and variances.
 
     $$
-    \overline{\mathrm{SNR}} = \frac1{|I|}\sum_{i\in I}\frac{\nabla_i^2}{\sigma_i^2},\qquad
-    \mathrm{SNR}_\text{agg} = \frac{\|\nabla\|^2}{\sum_i\sigma_i^2}
-    = \frac{\|\nabla\|^2}{\operatorname{tr}\operatorname{Cov}[g]},
+    \overline{\mathrm{SNR}} = \frac1{|I|}\sum_{i\in I}\frac{\mathbb E[g_i]^2}{\sigma_i^2},\qquad
+    \mathrm{SNR}_\text{agg} = \frac{\|\mathbb E g\|^2}{\sum_i\sigma_i^2},\qquad
+    \text{efficiency} = \frac{\text{floor}}{\|\mathbb E g - \nabla\|^2 + \sum_i\sigma_i^2},
     $$
 
-    where $I$ leaves out the entries with $\nabla_i = \sigma_i = 0$ (neither signal nor
-    noise, so no ratio; see [snrkit.laws.Law.snr][]). An entry with
-    $\sigma_i = 0 \ne \nabla_i$ is estimated exactly and makes the mean `inf`.
+    where $I$ leaves out the entries with $\mathbb E[g_i] = \sigma_i = 0$ (neither signal
+    nor noise, so no ratio; see [snrkit.core.law.Law.snr][]). An entry with
+    $\sigma_i = 0 \ne \mathbb E[g_i]$ is estimated exactly and makes the mean `inf`. The
+    floor is [`Law.floor`][snrkit.core.law.Law.floor], $\max(0, n/J-1)\|\nabla\|^2$.
 
     Args:
-        grad_sq: $\nabla_i^2$, shape `(n,)`.
+        signal_sq: $\mathbb E[g_i]^2$ ($\nabla_i^2$ for an unbiased estimator), shape `(n,)`.
         var: $\sigma_i^2$ (exact, or sampled), shape `(..., n)`: a leading axis
-            gives one pair of metrics per row (e.g. per Monte Carlo batch).
+            gives one set of metrics per row (e.g. per Monte Carlo batch).
+        squared_bias: $\|\mathbb E g - \nabla\|^2$ (exact).
+        floor: the floor of the total variance; NaN leaves the efficiency NaN.
 
     Returns:
-        `(mean_entry_snr, aggregate_snr)`, float64 arrays of shape `var.shape[:-1]`.
+        `(mean_entry_snr, aggregate_snr, efficiency)`, float64 arrays of shape `var.shape[:-1]`.
 
     Examples:
         The Gaussian forward gradient of $\nabla = (2, 1)$ has
-        $\sigma_i^2 = \|\nabla\|^2 + \nabla_i^2 = (9, 6)$:
+        $\sigma_i^2 = \|\nabla\|^2 + \nabla_i^2 = (9, 6)$ and floor $(2/1 - 1)\cdot 5$:
 
         >>> import numpy as np
         >>> from snrkit.sweeps import snr_metrics
-        >>> mean_entry, aggregate = snr_metrics(np.array([4.0, 1.0]), np.array([9.0, 6.0]))
-        >>> round(float(mean_entry), 4), round(float(aggregate), 4)   # (4/9 + 1/6)/2, 5/15
-        (0.3056, 0.3333)
+        >>> metrics = snr_metrics(np.array([4.0, 1.0]), np.array([9.0, 6.0]), floor=5.0)
+        >>> [round(float(m), 4) for m in metrics]   # (4/9 + 1/6)/2, 5/15, 5/15
+        [0.3056, 0.3333, 0.3333]
     """
-    grad_sq = np.asarray(grad_sq, dtype=np.float64)
+    signal_sq = np.asarray(signal_sq, dtype=np.float64)
     var = np.asarray(var, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = grad_sq / var
+        ratio = signal_sq / var
         defined = ~np.isnan(ratio)
         mean_entry = np.sum(np.where(defined, ratio, 0.0), axis=-1) / np.sum(defined, axis=-1)
-        aggregate = np.sum(grad_sq) / np.sum(var, axis=-1)
-    return mean_entry, aggregate
-
-
-def batch_means_interval(estimate: float, batch_values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    r"""Batch-means interval for a statistic of all samples, from its value on each batch.
-
-    The batches are disjoint sets of independent samples, so the batch values
-    $\theta_1,\dots,\theta_B$ are iid and, to first order in the sampling noise, the
-    all-sample statistic $\hat\theta$ behaves like their mean. The interval is
-
-    $$
-    \hat\theta \pm t_{(1+c)/2,\,B-1}\, \frac{s_\theta}{\sqrt B},
-    $$
-
-    with $s_\theta$ the standard deviation of the batch values. It is centred on the
-    all-sample statistic rather than on $\bar\theta$: a ratio such as
-    $\nabla_i^2/\hat\sigma_i^2$ is biased upwards by about $(\kappa_i-1)/m$
-    when $\hat\sigma_i^2$ comes from $m$ samples of kurtosis $\kappa_i$
-    (Jensen), which is ~25 % at $m=32$ and ~3 % at $m=256$ for a Gaussian
-    forward gradient ($\kappa_i\approx 9$) but only $(\kappa_i-1)/N$ for all
-    $N = Bm$ samples.
-
-    Args:
-        estimate: the statistic on all samples, $\hat\theta$.
-        batch_values: the statistic on each batch, shape `(B,)`, `B >= 2`.
-        confidence: coverage $c$ of the interval.
-
-    Returns:
-        `(lo, hi)`.
-
-    Raises:
-        ValueError: fewer than two batch values.
-
-    Examples:
-        >>> import numpy as np
-        >>> from snrkit.sweeps import batch_means_interval
-        >>> lo, hi = batch_means_interval(2.5, np.array([1.0, 2.0, 3.0, 4.0]))
-        >>> round(lo, 4), round(hi, 4)   # 2.5 ± t(0.975, 3) · 1.291 / 2
-        (0.4457, 4.5543)
-    """
-    values = np.asarray(batch_values, dtype=np.float64)
-    if values.ndim != 1 or values.size < 2:
-        raise ValueError(f"batch_values needs one value per batch and at least 2 batches; got shape {values.shape}")
-    half = float(scipy.stats.t.ppf((1 + confidence) / 2, values.size - 1)) * float(np.std(values, ddof=1)) / math.sqrt(values.size)
-    return estimate - half, estimate + half
+        total_var = np.sum(var, axis=-1)
+        aggregate = np.sum(signal_sq) / total_var
+        efficiency = floor / (squared_bias + total_var)
+    return mean_entry, aggregate, efficiency
 
 
 def fit_loglog_slope(
@@ -265,8 +188,8 @@ def fit_loglog_slope(
 
     Args:
         frame: a frame from [`snr_sweep`][snrkit.sweeps.snr_sweep].
-        metric: `"mean_entry_snr"` or `"aggregate_snr"`.
-        label: the estimator label (`describe(estimator)["label"]`).
+        metric: one of [`SWEEP_METRICS`][snrkit.sweeps.SWEEP_METRICS].
+        label: the estimator label (`estimator.label`).
         source: `"exact"` or `"monte_carlo"`.
         confidence: coverage of the interval.
 
@@ -315,7 +238,7 @@ def snr_sweep(
     estimators: Sequence[Estimator] = SWEEP_ESTIMATORS,
     on_progress: SweepProgressFn | None = None,
 ) -> pd.DataFrame:
-    r"""Exact (and sampled) SNR of forward-gradient estimators against the parameter count.
+    r"""Exact (and sampled) SNR and efficiency of gradient estimators against the parameter count.
 
     For each target parameter count, an MLP with two hidden layers of equal width $h$
     (closest count to the target on `data`, see [snrkit.nets.mlp_widths_for_params][])
@@ -327,13 +250,15 @@ def snr_sweep(
     - `source="monte_carlo"` (only for widths of `mc_targets`): the same metrics with
       the sampled variances $\hat\sigma_i^2$ of `num_samples` estimates (the true
       $\nabla$ is known, so only the noise is estimated), with a 95 % *batch-means*
-      interval ([`batch_means_interval`][snrkit.sweeps.batch_means_interval]): the metric
+      interval ([`batch_means_interval`][snrkit.stats.batch_means_interval]): the metric
       computed on each of `batches` batches gives the standard error of the all-sample
       value.
 
     Metrics (see [`snr_metrics`][snrkit.sweeps.snr_metrics]): `"mean_entry_snr"`
-    $\frac1n\sum_i\nabla_i^2/\sigma_i^2$ and `"aggregate_snr"`
-    $\|\nabla\|^2/\sum_i\sigma_i^2$. For the forward gradient the exact aggregate SNR
+    $\frac1n\sum_i\mathbb E[g_i]^2/\sigma_i^2$, `"aggregate_snr"`
+    $\|\mathbb E g\|^2/\sum_i\sigma_i^2$ and `"efficiency"`, the floor over the total MSE
+    ([`Law.efficiency`][snrkit.core.law.Law.efficiency]; sampled rows use the sampled
+    variances and the exact bias). For the forward gradient the exact aggregate SNR
     is $K/(n+\kappa-2)$ whatever $\nabla$, and the exact mean entry SNR lies in
     $[K/(2n), K/n]$ (Gaussian), both $O(1/n)$ as Frye (2022) states; both are derived in
     the docs: [Derivations](../derivations.md).
@@ -345,7 +270,10 @@ def snr_sweep(
     only missing rows are computed. Every random choice of a width derives from
     `fold_in(key, width)` (and the estimator's label), so a resumed sweep returns the same
     frame as an uninterrupted one. Rows for widths not requested now stay in the CSV but
-    are not returned.
+    are not returned. Every resumed cell is validated (an empty or non-finite value, a
+    duplicated row, rows of another estimator under the same label are errors naming the line
+    and column); a non-finite value the sweep computes itself is returned but not stored, so
+    its width is recomputed on resume.
 
     **Cost.** The default sweep took 121 s on 2 CPU cores (162 s while other jobs shared
     them): 30 s of training and gradients, 79 s of Monte Carlo at the four sampled widths
@@ -372,8 +300,9 @@ def snr_sweep(
 
     Raises:
         ValueError: bad targets, `mc_targets` not a subset of `targets`, or an
-            `out_csv` with other columns or written by a sweep with another key,
-            data set, training length, sample count or batch count.
+            `out_csv` with other columns, a malformed, non-finite or duplicated row (the
+            message names the line and column), or rows written by a sweep with another
+            key, data set, training length, sample count or batch count.
 
     Examples:
         A one-width sweep on a tiny hand-made data set, exact rows only. The exact
@@ -396,26 +325,28 @@ def snr_sweep(
     """
     key = check_key(key)
     data = load_digits() if data is None else data
-    train_steps = _check_count(train_steps, "train_steps", minimum=0)
-    num_samples = _check_count(num_samples, "num_samples", minimum=1)
-    batches = _check_count(batches, "batches", minimum=2)
+    train_steps = check_int(train_steps, "train_steps", minimum=0)
+    num_samples = check_int(num_samples, "num_samples")
+    batches = check_int(batches, "batches", minimum=2)
     estimators = tuple(estimators)
     if not estimators:
         raise ValueError("estimators is empty; pass at least one, e.g. sweeps.SWEEP_ESTIMATORS")
-    described = [describe(est) for est in estimators]
+    described = [est.describe() for est in estimators]
     labels = [d["label"] for d in described]
     if len(set(labels)) != len(labels):
         raise ValueError(f"estimators must have distinct labels (rows are keyed by label); got {labels}")
-    target_list = [_check_count(t, "targets", minimum=1) for t in targets]
+    target_list = [check_int(t, "targets", hint="parameter counts") for t in targets]
     if not target_list:
         raise ValueError("targets is empty; pass parameter counts, e.g. sweeps.SWEEP_TARGETS")
-    mc_list = [_check_count(t, "mc_targets", minimum=1) for t in mc_targets]
+    mc_list = [check_int(t, "mc_targets", hint="parameter counts") for t in mc_targets]
     if not set(mc_list) <= set(target_list):
         raise ValueError(
             f"mc_targets must be a subset of targets; {sorted(set(mc_list) - set(target_list))} are not in targets"
         )
-    if mc_list and num_samples < batches:
-        raise ValueError(f"num_samples={num_samples} is less than batches={batches}; every batch needs a sample")
+    if mc_list and num_samples < 2 * batches:
+        raise ValueError(
+            f"num_samples={num_samples} is less than 2 * batches={2 * batches}; every batch needs two samples for a variance"
+        )
 
     def width_of(target: int) -> int:
         return nets.mlp_widths_for_params(data.input_dim, data.num_classes, target, depth=2)[1]
@@ -429,7 +360,7 @@ def snr_sweep(
     rows: dict[tuple, dict[str, Any]] = {}
     if path is not None and path.exists():
         existing = _read_sweep_csv(path)
-        _check_resumable(existing, path, config, mc_config)
+        _check_resumable(existing, path, config, mc_config, described)
         rows = {tuple(r[c] for c in _ROW_KEY): r for r in existing.to_dict("records")}
 
     def report(stage: str, done: int, total: int) -> None:
@@ -453,7 +384,9 @@ def snr_sweep(
             for row in new:
                 rows[tuple(row[c] for c in _ROW_KEY)] = {**config, **row}
             if path is not None:
-                _write_atomic(_to_frame(rows.values(), labels), path)
+                # A non-finite value (an exact entry's infinite SNR, a zero gradient) is recomputed on
+                # resume rather than stored: a resumed CSV with one is then surely tampered with.
+                _write_atomic(_to_frame([r for r in rows.values() if math.isfinite(r["value"])], labels), path)
         report("sweep", done, len(widths))
 
     requested = set(widths)
@@ -482,15 +415,17 @@ def _sweep_width(
     _, grad = gradients.gradient_at(jax.random.fold_in(width_key, 0), network, data, step=train_steps)
     report(stage, 1, 1)
     flat_grad = ravel_host(grad)
-    grad_sq = flat_grad.astype(np.float64) ** 2
     n = int(flat_grad.size)
     out = []
     for index, source in todo:
         estimator, info = estimators[index], described[index]
         law = estimator.given(grad)
-        common = {"width": width, "n": n, **info, "source": source}
+        mean = np.asarray(law.flat_mean(), np.float64)
+        signal_sq, floor = mean**2, float(law.floor())
+        squared_bias = float(np.sum((mean - flat_grad) ** 2))
+        common = {"width": width, "network": network.name, "n": n, **info, "source": source}
         if source == "exact":
-            values = snr_metrics(grad_sq, np.asarray(law.flat_var()))
+            values = snr_metrics(signal_sq, np.asarray(law.flat_var()), squared_bias=squared_bias, floor=floor)
             for metric, value in zip(SWEEP_METRICS, values):
                 out.append({**common, "metric": metric, "value": float(value), "lo": math.nan, "hi": math.nan, "num_samples": 0, "batches": 0})
             continue
@@ -499,18 +434,12 @@ def _sweep_width(
         mc_key = jax.random.fold_in(jax.random.fold_in(width_key, 1), zlib.crc32(str(info["label"]).encode()) & 0x7FFFFFFF)
         mc_stage = f"n={n:,}: Monte Carlo {info['label']}"
         moments = monte_carlo(law, mc_key, num_samples, batches=batches, on_progress=lambda d, t: report(mc_stage, d, t))
-        overall = snr_metrics(grad_sq, moments.flat("var"))
-        per_batch = snr_metrics(grad_sq, moments.flat("batch_vars"))
+        overall = snr_metrics(signal_sq, moments.flat("var"), squared_bias=squared_bias, floor=floor)
+        per_batch = snr_metrics(signal_sq, moments.flat("batch_vars"), squared_bias=squared_bias, floor=floor)
         for metric, value, batch_values in zip(SWEEP_METRICS, overall, per_batch):
             lo, hi = batch_means_interval(float(value), batch_values)
             out.append({**common, "metric": metric, "value": float(value), "lo": lo, "hi": hi, "num_samples": num_samples, "batches": batches})
     return out
-
-
-def _check_count(value: Any, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum} (or hold such integers); got {value!r}")
-    return int(value)
 
 
 def _key_fingerprint(key: jax.Array) -> str:
@@ -544,10 +473,11 @@ def _to_frame(rows: Any, labels: Sequence[str]) -> pd.DataFrame:
 
 
 def _read_sweep_csv(path: Path) -> pd.DataFrame:
-    fix = f"Delete {path} to start the sweep afresh, or pass another out_csv."
+    """The rows of a sweep CSV, every cell checked: a resumed sweep trusts nothing it did not validate."""
+    fix = f"Delete {path} (or the offending rows) to recompute them, or pass another out_csv."
     try:
-        # Text columns stay text (a key fingerprint must not turn into a number).
-        frame = pd.read_csv(path, dtype=dict.fromkeys(_TEXT_COLUMNS, str), **_EXACT_FLOATS)
+        # Everything as text first: an empty cell must not pass as NaN, nor a key as a number.
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not a snr_sweep CSV ({type(err).__name__}: {err}). {fix}") from err
     if list(frame.columns) != list(SWEEP_COLUMNS):
@@ -557,11 +487,58 @@ def _read_sweep_csv(path: Path) -> pd.DataFrame:
             f"{path} does not have the columns of a snr_sweep CSV (missing {missing}, unexpected {extra}, "
             f"expected {list(SWEEP_COLUMNS)} in that order), so it cannot be resumed. {fix}"
         )
-    return _to_frame(frame.to_dict("records"), [])
+    rows, seen = [], {}
+    for line, record in enumerate(frame.to_dict("records"), start=2):
+        row = {column: _parse_cell(record[column], column, line, path, fix) for column in SWEEP_COLUMNS}
+        if row["source"] not in SWEEP_SOURCES or row["metric"] not in SWEEP_METRICS:
+            raise ValueError(f"{path}, line {line}: unknown source {row['source']!r} or metric {row['metric']!r}. {fix}")
+        if not math.isfinite(row["value"]):
+            raise ValueError(f"{path}, line {line}, column value: {row['value']} is not a finite number. {fix}")
+        if row["source"] == "monte_carlo" and not (math.isfinite(row["lo"]) and math.isfinite(row["hi"])):
+            raise ValueError(f"{path}, line {line}, columns lo/hi: a Monte Carlo row needs a finite interval. {fix}")
+        key = tuple(row[c] for c in _ROW_KEY)
+        if key in seen:
+            raise ValueError(
+                f"{path}, lines {seen[key]} and {line} both hold {dict(zip(_ROW_KEY, key))}; a resumed sweep cannot "
+                f"tell which is right. {fix}"
+            )
+        seen[key] = line
+        rows.append(row)
+    return _to_frame(rows, [])
 
 
-def _check_resumable(frame: pd.DataFrame, path: Path, config: dict[str, Any], mc_config: dict[str, Any]) -> None:
-    """Refuse to mix rows of another configuration into this sweep."""
+def _parse_cell(text: str, column: str, line: int, path: Path, fix: str) -> Any:
+    """One CSV cell as the column's type, or a clear error naming the line and column."""
+    if column in _TEXT_COLUMNS:
+        if not text:
+            raise ValueError(f"{path}, line {line}, column {column}: empty. {fix}")
+        return text
+    if column in _FLOAT_COLUMNS:
+        if not text and column in ("lo", "hi"):
+            return math.nan  # exact rows have no interval
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{path}, line {line}, column {column}: {text!r} is not a number. {fix}") from None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{path}, line {line}, column {column}: {text!r} is not an integer. {fix}") from None
+
+
+def _check_resumable(
+    frame: pd.DataFrame, path: Path, config: dict[str, Any], mc_config: dict[str, Any], described: Sequence[dict[str, Any]]
+) -> None:
+    """Refuse to mix rows of another configuration, or of another estimator under the same label, into this sweep."""
+    for info in described:
+        rows = frame[frame["label"] == info["label"]]
+        other = rows[(rows["family"] != info["family"]) | (rows["params"] != info["params"])]
+        if len(other):
+            raise ValueError(
+                f"{path} holds rows labelled {info['label']!r} for another estimator (params {other['params'].iloc[0]}, "
+                f"here {info['params']}); two estimators share the label (functions are named by their qualified "
+                f"name: give them distinct names). Delete {path} or choose another out_csv (--out)."
+            )
     # Sample and batch counts only describe the Monte Carlo rows (exact rows record 0).
     for rows, wanted in ((frame, config), (frame[frame["source"] == "monte_carlo"], mc_config)):
         for column, value in wanted.items():
@@ -569,8 +546,8 @@ def _check_resumable(frame: pd.DataFrame, path: Path, config: dict[str, Any], mc
             if found:
                 raise ValueError(
                     f"{path} holds rows with {column}={found[0]!r} but this sweep has {column}={value!r}; "
-                    f"resuming would mix two configurations. Delete {path} to start afresh, pass another "
-                    f"out_csv, or rerun with the settings that wrote it."
+                    f"resuming would mix two configurations. Delete {path} to start afresh, or choose another "
+                    f"out_csv (--out on the command line)."
                 )
 
 

@@ -21,7 +21,7 @@ settings.register_profile(
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-#: False-failure budget of one statistical test function (TESTING.md recipe, step 1).
+#: False-failure budget of one statistical test function (the testing rules of docs/contributing.md).
 TEST_ALPHA = 1e-6
 
 

@@ -1,6 +1,6 @@
 """The claims ledger: every claim is registered, and its verdict is computed on fresh gradients.
 
-Expected verdicts come from the mathematics (DESIGN.md), not from running the code:
+Expected verdicts come from the mathematics (docs/derivations.md), not from running the code:
 Var[g_i] = ‖∇‖² + (κ−2)∇_i² for one direction, so under Gaussian probes (κ = 3) the
 Σ_{j≠i}∇_j² formulas (Daprato, Yao) miss 2∇_i², Frye's χ²(2) step gives 4× the norm; under
 Rademacher probes (κ = 1) Σ_{j≠i}∇_j² is exact. The gradients here are fresh: an MLP with
@@ -17,6 +17,7 @@ import pytest
 
 import snrkit as sk
 from snrkit import claims, data, gradients, nets
+from snrkit.claims.bibliography import REFERENCES
 from tests.conftest import TEST_ALPHA, pinned_key
 
 ISSUE_IDS = {
@@ -37,9 +38,13 @@ def test_every_claim_is_registered_with_its_source():
     assert ISSUE_IDS <= set(claims.CLAIMS)
     kinds = {"exact identity", "leading order in n", "scaling law", "comparison between estimators"}
     for claim in claims.CLAIMS.values():
-        assert claim.source and claim.latex and claim.words and claim.estimator
-        assert claim.kind in kinds
-        assert claim.predict is not None or claim.test in ("snr-scaling", "partition-vs-directions", "entry-variance")
+        assert claim.source and claim.latex and claim.words and claim.about
+        assert claim.kind in kinds and claim.test in claims.CHECKS
+        assert claim.reference in REFERENCES
+        assert isinstance(claim.make_estimator(), sk.Estimator)
+        assert (claim.compare_with is not None) == (claim.test == "comparison")
+        # No prediction: the claim is the exact law itself (its variance, mean or bias), or needs none.
+        assert claim.predict is not None or claim.test in ("snr-scaling", "comparison", "entry-variance", "mean", "bias")
 
 
 @pytest.mark.parametrize(
@@ -62,8 +67,7 @@ def test_entry_claims_on_a_fresh_gradient(fresh_output_bias, claim_id, probe, ex
     if expected is False:
         # The design must be able to refute: assert its power before trusting a "holds".
         law = claim.make_estimator(probe).given(fresh_output_bias)
-        flat = np.asarray(law.flat_mean(), np.float64)
-        wrong = claim.predict(flat, np.zeros(flat.size, int), claim.directions)
+        wrong = claim.predict(np.asarray(law.flat_mean(), np.float64))
         assert sk.stats.guaranteed_power(law, wrong, num_samples=NUM, batches=BATCHES, alpha=TEST_ALPHA) >= 1
     v = claims.verify(claim_id, fresh_output_bias, key=pinned_key(7), num_samples=NUM, probe=probe, alpha=TEST_ALPHA)
     assert v.holds is expected, v
@@ -82,11 +86,10 @@ def test_correction_recovers_the_missing_terms(fresh_output_bias, claim_id, a, b
     """Fed the exact Gaussian truth, the correction fit gives truth − claim exactly (hand-derived a, b)."""
     claim = claims.get_claim(claim_id)
     g = np.asarray(fresh_output_bias, np.float64)
-    ids = np.zeros(g.size, int)
     truth = g @ g + g**2
-    terms = claims.correction_terms(truth, claim.predict(g, ids, 1), g, ids, 1)
-    assert terms["grad_i_sq"] == pytest.approx(a, abs=1e-9)
-    assert terms["block_norm_sq"] == pytest.approx(b, abs=1e-9)
+    terms = claims.correction_terms(truth, claim.predict(g), sk.ForwardGradient().given(fresh_output_bias))
+    assert terms["∇_i²"] == pytest.approx(a, abs=1e-9)
+    assert terms["‖∇‖²"] == pytest.approx(b, abs=1e-9)
 
 
 @pytest.mark.parametrize(("claim_id", "probe", "expected"), [("yao-eq8", "gaussian", False), ("yao-eq8", "rademacher", True),
@@ -97,8 +100,7 @@ def test_homogeneous_claims(claim_id, probe, expected):
     if expected is False:
         claim = claims.get_claim(claim_id)
         law = claim.make_estimator(probe).given(grad)
-        flat = np.asarray(law.flat_mean(), np.float64)
-        wrong = claim.predict(flat, np.zeros(flat.size, int), claim.directions)
+        wrong = claim.predict(np.asarray(law.flat_mean(), np.float64))
         assert sk.stats.guaranteed_power(law, wrong, num_samples=2 * NUM, batches=BATCHES, alpha=TEST_ALPHA) >= 1
     v = claims.verify(claim_id, grad, key=pinned_key(9), num_samples=2 * NUM, probe=probe, alpha=TEST_ALPHA)
     assert v.holds is expected, v
@@ -151,3 +153,48 @@ def test_unbiasedness_from_real_jvp_estimates():
     """Baydin's claim on the default network, from jax.jvp estimates (no backprop)."""
     v = claims.verify("baydin-unbiased", key=pinned_key(12))
     assert v.holds is True and v.setting["path"].startswith("jax.jvp") and v.resolution <= 0.5
+
+
+# -- what verify refuses, and what it says ------------------------------------------------------
+
+
+def test_verify_refuses_inputs_it_would_ignore_or_misuse(fresh_output_bias):
+    with pytest.raises(ValueError, match="frye-snr is verified on MLPs of growing width.*does not take a gradient"):
+        claims.verify("frye-snr", fresh_output_bias, key=pinned_key(0))
+    with pytest.raises(ValueError, match="num_samples must be at least 64"):
+        claims.verify("frye-eq1", fresh_output_bias, key=pinned_key(0), num_samples=0)
+    for alpha in (0, 1.5):
+        with pytest.raises(ValueError, match="alpha must lie strictly between 0 and 1"):
+            claims.verify("frye-eq1", fresh_output_bias, key=pinned_key(0), alpha=alpha)
+    with pytest.raises(ValueError, match="probe must be 'gaussian' or 'rademacher'"):
+        claims.verify("frye-eq1", fresh_output_bias, key=pinned_key(0), probe="cauchy")
+    with pytest.raises(ValueError, match="seed must be at most 4294967295"):
+        claims.verify("frye-eq1", key=pinned_key(0), seed=2**32)
+    with pytest.raises(ValueError, match="with your own gradient they would do nothing"):
+        claims.verify("frye-eq1", fresh_output_bias, key=pinned_key(0), seed=3)
+    with pytest.raises(ValueError, match="with your own gradient they would do nothing"):
+        claims.verify("frye-eq1", fresh_output_bias, key=pinned_key(0), mnist_dir="/somewhere")
+    with pytest.raises(ValueError, match="frye-eq1 does not read a sweep"):
+        claims.verify("frye-eq1", fresh_output_bias, key=pinned_key(0), sweep_frame=object())
+
+
+def test_a_claim_judged_outside_its_conditions_says_so(fresh_output_bias):
+    """Yao's eq. (8) assumes homogeneous entries: on a real, uneven gradient the verdict says it is outside them."""
+    v = claims.verify("yao-eq8", fresh_output_bias, key=pinned_key(3), probe="rademacher", quick=True)
+    assert v.conditions.startswith("homogeneous entries: ∇_i² = σ² for every i; here ∇_i² ranges from")
+    assert v.qualified_verdict.endswith("outside its stated conditions")
+    inside = claims.verify("yao-eq8", jnp.full(8, 0.3), key=pinned_key(3), probe="rademacher", quick=True)
+    assert inside.conditions == "" and inside.qualified_verdict == inside.verdict
+
+
+def test_the_correction_of_a_partition_claim_has_no_spurious_k():
+    """yao-eq9 is one direction with 4 blocks: the fitted correction must not be 'all over K=4'."""
+    grad = jnp.array([3.0, -1.0, 0.5, 2.0, 0.1, -0.7, 1.2, 0.4])
+    v = claims.verify("yao-eq9", grad, key=pinned_key(4), quick=True)
+    assert v.holds is False and "K=4" not in v.correction and "‖∇_B(i)‖²" in v.correction
+
+
+def test_the_seed_reaches_the_default_gradients():
+    a, _ = claims.default_gradient("output-bias", seed=0)
+    b, _ = claims.default_gradient("output-bias", seed=1)
+    assert not np.allclose(np.asarray(a), np.asarray(b))

@@ -95,8 +95,10 @@ def test_flat_take_and_subset():
     assert whole.class_counts().tolist() == DIGITS_COUNTS
     assert not np.array_equal(whole.labels, ds.labels)
 
-    for bad in (0, -1, 1798, 2.5, True):
-        with pytest.raises(DataError, match="num must be an integer"):
+    for bad, error, message in ((0, ValueError, "num must be at least 1"), (-1, ValueError, "num must be at least 1"),
+                                (1798, ValueError, "num must be at most 1797"), (2.5, TypeError, "num must be a positive int"),
+                                (True, TypeError, "num must be a positive int")):
+        with pytest.raises(error, match=message):
             ds.take(bad)
 
 
@@ -316,10 +318,23 @@ def test_default_mnist_dir_prefers_the_environment(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("SNRKIT_MNIST_DIR", str(tmp_path))
     assert sd.default_mnist_dir() == tmp_path
 
-    # An environment variable naming no folder is skipped, not trusted.
+    # An environment variable naming no folder is an error, not silently replaced by another folder.
     monkeypatch.setenv("SNRKIT_MNIST_DIR", str(tmp_path / "absent"))
+    with pytest.raises(DataError, match="SNRKIT_MNIST_DIR=.*absent is not an existing folder; fix it or unset it"):
+        sd.default_mnist_dir()
     expected = MNIST_DIR if MNIST_DIR.is_dir() else None
-    assert sd.default_mnist_dir() == expected
 
     monkeypatch.delenv("SNRKIT_MNIST_DIR")
     assert sd.default_mnist_dir() == expected
+
+
+def test_mnist_input_mistakes_get_the_fix(tmp_path: Path):
+    """No folder at all, and gzip bytes under the raw file name (a download not gunzipped)."""
+    with pytest.raises(TypeError, match="path must be the folder holding the MNIST IDX files"):
+        sd.load_mnist(None)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(gzip.compress(b"\x00\x00\x08\x03" + bytes(8)))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(4))
+    with pytest.raises(DataError, match="gzip-compressed although its name has no .gz suffix: gunzip it"):
+        sd.load_mnist(tmp_path)
+    with pytest.raises(DataError, match="gunzip it"):
+        sd.check_mnist_dir(tmp_path)

@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_PAGES = [
     ROOT / "README.md",
     ROOT / "docs" / "getting-started.md",
+    ROOT / "docs" / "contributing.md",
+    ROOT / "docs" / "derivations.md",
     *sorted((ROOT / "docs" / "howto").glob("*.md")),
+    *sorted((ROOT / "docs" / "families").glob("*.md")),
 ]
 FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
@@ -54,7 +57,11 @@ def test_site_builds_strict(tmp_path):
     ledger = (tmp_path / "site" / "claims" / "index.html").read_text(encoding="utf-8")
     for claim_id in load_hook("ledger").claims.CLAIMS:
         assert f'id="{claim_id}"' in ledger, claim_id
-    assert (tmp_path / "site" / "reference" / "laws" / "index.html").is_file()
+    for page in ("reference/core", "reference/families", "families", "contributing"):
+        assert (tmp_path / "site" / page / "index.html").is_file(), page
+    families = (tmp_path / "site" / "families" / "index.html").read_text(encoding="utf-8")
+    for row in load_hook("families").FAMILIES.values():
+        assert row.estimator.__name__ in families, row.name
 
 
 @pytest.mark.parametrize("page", EXAMPLE_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -116,6 +123,6 @@ def test_claim_fingerprint_sees_every_change():
     claim = CLAIMS["daprato-variance"]
     assert dataclasses.replace(claim, source=claim.source + " ").fingerprint() != claim.fingerprint()
     assert dataclasses.replace(claim, latex=claim.latex + " ").fingerprint() != claim.fingerprint()
-    wrong = dataclasses.replace(claim, predict=lambda g, ids, k: 1.0001 * claim.predict(g, ids, k))
+    wrong = dataclasses.replace(claim, predict=lambda g: 1.0001 * claim.predict(g))
     assert wrong.fingerprint() != claim.fingerprint()
     assert dataclasses.replace(claim).fingerprint() == claim.fingerprint()

@@ -27,33 +27,6 @@ def test_bad_gradients(grad, error, message):
         sk.ForwardGradient().given(grad)
 
 
-@pytest.mark.parametrize(
-    ("make", "error", "message"),
-    [
-        (lambda: sk.ForwardGradient(directions=0), ValueError, "directions must be at least 1"),
-        (lambda: sk.ForwardGradient(directions=2.0), TypeError, "directions must be a positive int"),
-        (lambda: sk.ForwardGradient(probe="cauchy"), ValueError, r"unknown probe 'cauchy'; choose one of 'gaussian'"),
-        (lambda: sk.ForwardGradient(probe=3), TypeError, "probe must be a name"),
-        (lambda: sk.Partitioned(blocks=0), ValueError, "blocks must be at least 1"),
-        (lambda: sk.Partitioned(blocks="layers"), ValueError, "blocks='layers' is not understood"),
-        (lambda: sk.Partitioned(blocks=np.array([0.5, 1.0])), TypeError, "integer block ids"),
-    ],
-)
-def test_bad_hyperparameters(make, error, message):
-    with pytest.raises(error, match=message):
-        make()
-
-
-def test_more_blocks_than_coordinates():
-    with pytest.raises(ValueError, match="blocks=5 is more than the 3 coordinates.*use at most 3 blocks"):
-        sk.Partitioned(blocks=5).given(jnp.ones(3))
-
-
-def test_block_ids_of_wrong_length():
-    with pytest.raises(ValueError, match="4 block ids but the gradient has 3 coordinates"):
-        sk.Partitioned(blocks=np.array([0, 0, 1, 1])).given(jnp.ones(3))
-
-
 def test_cov_too_large():
     law = sk.ForwardGradient().given(jnp.ones(100_000))
     with pytest.raises(ValueError, match=r"100000 x 100000 matrix.*Use var\(\).*max_bytes"):

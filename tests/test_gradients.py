@@ -117,8 +117,8 @@ def test_minibatch_gradient(digits, mlp_setup):
     c = leaves(sg.minibatch_gradient(_key(4), net, params, digits, 32))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))  # a function of the key
     assert not all(np.array_equal(x, z) for x, z in zip(a, c))
-    for bad in (0, n + 1, 2.5):
-        with pytest.raises(ValueError, match="batch_size"):
+    for bad, error in ((0, ValueError), (n + 1, ValueError), (2.5, TypeError)):
+        with pytest.raises(error, match="batch_size"):
             sg.minibatch_gradient(_key(3), net, params, digits, bad)
 
 

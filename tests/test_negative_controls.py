@@ -1,6 +1,6 @@
 """Negative controls: the same comparison that confirms the exact law rejects wrong formulas.
 
-Wrong formulas (DESIGN.md): the variance ×4 (Frye's χ²(2) factor) and the variance missing
+Wrong formulas (docs/papers.md): the variance ×4 (Frye's χ²(2) factor) and the variance missing
 its 2∇_i² term (‖∇‖² − ∇_i², the form of Daprato §3.1 and Yao eq. 6, which is the Gaussian
 truth minus 2∇_i²). A missing 2∇_i² changes coordinate i by 2∇_i²/(‖∇‖² + ∇_i²) relative:
 detectable only where ∇_i carries a good share of ‖∇‖², so the gradients here are

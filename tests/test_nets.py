@@ -24,7 +24,7 @@ from snrkit import data as sd
 from snrkit import nets
 
 EPS32 = float(np.finfo(np.float32).eps)
-ALPHA = 1e-6  # false-failure budget of a statistical test function (TESTING.md)
+ALPHA = 1e-6  # false-failure budget of a statistical test function (tests/conftest.py)
 
 
 def _key(seed: int) -> jax.Array:
@@ -102,7 +102,7 @@ def test_init_variances_are_he_for_relu_layers_and_lecun_for_the_output():
     With m weights, the mean of w^2 estimates sigma^2 with standard error sigma^2*sqrt(2/m)
     (Gaussian fourth moment 3 sigma^4). A two-sided z-test at ALPHA must also reject the
     other initialiser (a factor 2 either way, relative error 1/2), and the power formula
-    of TESTING.md says how many weights that takes; it is asserted, not assumed.
+    of the testing rules (docs/contributing.md) says how many weights that takes; it is asserted, not assumed.
     """
     fan_in, hidden, out = 256, 512, 384
     params = nets.mlp_init(_key(1), (fan_in, hidden, out))

@@ -12,6 +12,7 @@ import scipy.stats
 
 import snrkit as sk
 from snrkit import stats
+from snrkit.stats import comparisons
 from tests.conftest import pinned_key
 
 
@@ -53,7 +54,7 @@ def test_holm_matches_definition():
             if p[idx] > alpha / (p.size - j):
                 break
             expected[idx] = True
-        np.testing.assert_array_equal(stats._holm(p, alpha), expected)
+        np.testing.assert_array_equal(comparisons._holm(p, alpha), expected)
 
 
 def test_comparison_reports_ratio_and_worst_coordinate():
@@ -82,3 +83,33 @@ def test_false_failure_rate_is_below_nominal():
     print(f"observed false-failure rate at alpha=0.05: {failures / 200:.3f}")
     allowed = int(scipy.stats.binom.isf(1e-6, 200, 0.05))
     assert failures <= allowed
+
+
+def test_batch_means_interval_is_centred_on_the_estimate():
+    values = np.array([1.0, 2.0, 3.0, 6.0])
+    lo, hi = stats.batch_means_interval(10.0, values)
+    half = scipy.stats.t.ppf(0.975, 3) * np.std(values, ddof=1) / 2
+    assert (lo, hi) == pytest.approx((10 - half, 10 + half))
+    with pytest.raises(ValueError, match="at least 2 batches"):
+        stats.batch_means_interval(1.0, np.array([1.0]))
+
+
+@pytest.mark.parametrize("alpha", [0, 0.0, 1, 1.5, -0.1, float("nan")])
+def test_alpha_outside_zero_one_is_refused(alpha):
+    """alpha = 0 would let any formula hold, alpha ≥ 1 refutes the truth: both are refused."""
+    law = sk.ForwardGradient().given(jnp.array([3.0, 4.0]))
+    m = sk.monte_carlo(law, pinned_key(0), 256, batches=8)
+    for compare in (sk.stats.compare_variance, sk.stats.compare_mean):
+        with pytest.raises(ValueError, match="alpha must lie strictly between 0 and 1"):
+            compare(m, law, alpha=alpha)
+    with pytest.raises(ValueError, match="alpha must lie strictly between 0 and 1"):
+        sk.stats.guaranteed_power(law, 4 * law.flat_var(), num_samples=256, batches=8, alpha=alpha)
+
+
+def test_guaranteed_power_needs_two_samples_per_batch():
+    """One sample per batch has no variance: a clear error, not a power of 0 with a warning."""
+    law = sk.ForwardGradient().given(jnp.array([3.0, 4.0]))
+    with pytest.raises(ValueError, match="1 sample per batch.*at least 2"):
+        sk.stats.guaranteed_power(law, 4 * law.flat_var(), num_samples=32, batches=32)
+    with pytest.raises(ValueError, match="wrong has 3 coordinates but the law has 2"):
+        sk.stats.guaranteed_power(law, np.ones(3), num_samples=64, batches=32)

@@ -6,6 +6,8 @@ them); the resume tests use a smaller sweep of the same widths so compiled code 
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import os
 from pathlib import Path
@@ -16,7 +18,8 @@ import pytest
 import scipy.stats
 
 from snrkit import gradients, sweeps
-from snrkit.estimators import ForwardGradient, Partitioned
+from snrkit.families import FAMILIES
+from snrkit.families.iid import ForwardGradient, Partitioned
 from tests.conftest import TEST_ALPHA, pinned_key
 
 QUICK_KEY = 0
@@ -43,7 +46,7 @@ def test_quick_sweep_has_the_documented_rows_and_columns(quick):
     """Long format: one row per (width, estimator, source, metric); intervals only where sampled."""
     frame, calls = quick
     assert list(frame.columns) == list(sweeps.SWEEP_COLUMNS)
-    labels = [sweeps.describe(e)["label"] for e in sweeps.SWEEP_ESTIMATORS]
+    labels = [e.label for e in sweeps.SWEEP_ESTIMATORS]
     assert list(dict.fromkeys(frame["label"])) == labels
     widths = sorted(frame["width"].unique())
     assert len(widths) == len(sweeps.SWEEP_QUICK_TARGETS)
@@ -64,8 +67,9 @@ def test_quick_sweep_has_the_documented_rows_and_columns(quick):
     assert (sampled["num_samples"] == sweeps.SWEEP_QUICK_NUM_SAMPLES).all()
     assert (sampled["lo"] < sampled["value"]).all() and (sampled["value"] < sampled["hi"]).all()
     assert np.isfinite(frame["value"]).all() and (frame["value"] > 0).all()
-    assert set(frame["estimator"]) == {"ForwardGradient", "Partitioned"}
-    assert set(frame.loc[frame["estimator"] == "Partitioned", "blocks"]) == {4}
+    assert set(frame["family"]) == {row.name for row in FAMILIES.values() if row.sweep}
+    partitioned = frame.loc[frame["family"] == "partitioned", "params"].map(json.loads)
+    assert {params["blocks"] for params in partitioned} == {4}
     # Progress: the sweep stage counts widths and ends complete.
     sweep_calls = [c for c in calls if c[0] == "sweep"]
     assert sweep_calls[0] == ("sweep", 0, 4) and sweep_calls[-1] == ("sweep", 4, 4)
@@ -76,7 +80,7 @@ def test_exact_snr_decreases_with_n(quick):
     """Every estimator's exact SNR, both metrics, falls as the network grows (it is O(1/n))."""
     frame, _ = quick
     for label in frame["label"].unique():
-        for metric in sweeps.SWEEP_METRICS:
+        for metric in ("mean_entry_snr", "aggregate_snr"):
             values = _exact(frame, label, metric)["value"].to_numpy()
             assert np.all(np.diff(values) < 0), (label, metric, values)
 
@@ -92,7 +96,7 @@ def test_exact_aggregate_snr_is_k_over_n_plus_kappa_minus_2(quick):
         if not isinstance(estimator, ForwardGradient):
             continue
         kappa = estimator.probe_distribution.m4
-        rows = _exact(frame, sweeps.describe(estimator)["label"], "aggregate_snr")
+        rows = _exact(frame, estimator.label, "aggregate_snr")
         expected = estimator.directions / (rows["n"].to_numpy() + kappa - 2)
         np.testing.assert_allclose(rows["value"].to_numpy(), expected, rtol=1e-6)
 
@@ -190,21 +194,15 @@ def test_fit_loglog_slope_recovers_a_power_law_and_rejects_too_few_points():
 
 
 def test_snr_metrics_by_hand():
-    """∇ = (3, 4, 0, 0) with variances (34, 41, 25, 0): the 0/0 entry is left out of the mean."""
+    """∇ = (3, 4, 0, 0) with variances (34, 41, 25, 0): the 0/0 entry is left out of the mean;
+    the efficiency is the floor over squared bias plus total variance."""
     grad_sq = np.array([9.0, 16.0, 0.0, 0.0])
     var = np.array([[34.0, 41.0, 25.0, 0.0], [1.0, 1.0, 1.0, 0.0]])
-    mean_entry, aggregate = sweeps.snr_metrics(grad_sq, var)
+    mean_entry, aggregate, efficiency = sweeps.snr_metrics(grad_sq, var, squared_bias=5.0, floor=75.0)
     np.testing.assert_allclose(mean_entry, [(9 / 34 + 16 / 41 + 0) / 3, (9 + 16) / 3])
     np.testing.assert_allclose(aggregate, [25 / 100, 25 / 3])
-
-
-def test_batch_means_interval_is_centred_on_the_estimate():
-    values = np.array([1.0, 2.0, 3.0, 6.0])
-    lo, hi = sweeps.batch_means_interval(10.0, values)
-    half = scipy.stats.t.ppf(0.975, 3) * np.std(values, ddof=1) / 2
-    assert (lo, hi) == pytest.approx((10 - half, 10 + half))
-    with pytest.raises(ValueError, match="at least 2 batches"):
-        sweeps.batch_means_interval(1.0, np.array([1.0]))
+    np.testing.assert_allclose(efficiency, [75 / 105, 75 / 8])
+    assert np.isnan(sweeps.snr_metrics(grad_sq, var[0])[2])  # no floor given: no efficiency
 
 
 # -- resume ---------------------------------------------------------------------------------
@@ -218,7 +216,7 @@ SMALL = {
     "train_steps": 10,
     "estimators": (ForwardGradient(probe="gaussian"), Partitioned(blocks=4, probe="rademacher")),
 }
-ROWS_PER_WIDTH = 2 * 2  # estimators × metrics, per source
+ROWS_PER_WIDTH = 2 * len(sweeps.SWEEP_METRICS)  # estimators × metrics, per source
 
 
 class CountingGradients:
@@ -352,3 +350,30 @@ def test_no_temporary_file_survives_in_the_working_folder(tmp_path, monkeypatch,
     frame = sweeps.snr_sweep(key=pinned_key(1), out_csv="rel.csv", **{**SMALL, "targets": (1_000,)})
     assert os.path.exists("rel.csv") and _leftovers(tmp_path) == []
     pd.testing.assert_frame_equal(frame, uninterrupted[uninterrupted["width"] == frame["width"].iloc[0]].reset_index(drop=True))
+
+
+def test_a_tampered_csv_is_refused_naming_the_line_and_column(tmp_path, uninterrupted):
+    """A resumed CSV is validated cell by cell: a duplicated row with another value, a non-finite value and
+    an empty cell each stop the sweep with the line and column, instead of silently winning or counting as done."""
+    clean = tmp_path / "clean.csv"
+    uninterrupted.to_csv(clean, index=False)
+    header, *rows = list(csv.reader(clean.open(newline="")))
+    value = header.index("value")
+
+    def write(name: str, body: list[list[str]]) -> Path:
+        path = tmp_path / name
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerows([header, *body])
+        return path
+
+    other = list(rows[0])
+    other[value] = str(float(rows[0][value]) * 3.7)
+    with pytest.raises(ValueError, match=rf"lines 2 and {len(rows) + 2} both hold .*cannot tell which is right"):
+        sweeps.snr_sweep(key=pinned_key(1), out_csv=write("duplicated.csv", [*rows, other]), **SMALL)
+
+    for bad, message in (("inf", r"line 2, column value: inf is not a finite number"),
+                         ("", r"line 2, column value: '' is not a number")):
+        cells = list(rows[0])
+        cells[value] = bad
+        with pytest.raises(ValueError, match=message):
+            sweeps.snr_sweep(key=pinned_key(1), out_csv=write(f"broken{len(bad)}.csv", [cells, *rows[1:]]), **SMALL)

@@ -1,52 +1,4 @@
-r"""Theory against Monte Carlo: does a predicted mean or variance hold?
-
-The test is distribution-free, so its false-failure rate holds at finite $N$ for the
-heavy, skewed tails of forward-gradient samples (where a Gaussian z-test at $10^{-6}$ fails
-far more often than $10^{-6}$: a studentized z-test at $N = 2000$ had 85 times the
-nominal tail rate at $4.5\sigma$ in the project's simulation).
-
-**Median of batches.** The samples are split into $k$ batches. Batch $b$ gives an unbiased
-estimate $X_b$ (its mean, or its unbiased variance) with known standard deviation
-$\sigma_b$: $\sigma/\sqrt{m_b}$ for a mean, and
-$\sqrt{\mu_4/m_b - \sigma^4(m_b-3)/(m_b(m_b-1))}$ for a variance. Chebyshev gives
-$P(|X_b-\theta|\ge t\sigma_b)\le 1/t^2$; the median of the standardised deviations
-$z_b=(X_b-\theta)/\sigma_b$ exceeds $t$ in absolute value only if at least
-$\lceil k/2\rceil$ batches do, so
-
-$$
-P\big(|\operatorname{median}_b z_b| \ge t\big) \le P\big(\mathrm{Bin}(k, \min(1, t^{-2})) \ge \lceil k/2\rceil\big),
-$$
-
-which is the p-value of one coordinate ([`median_pvalue`][snrkit.stats.median_pvalue]).
-No normality, no independence across coordinates.
-
-**Family.** Coordinates are dependent (they share $\nabla\cdot v$), so per-coordinate
-p-values are combined by Bonferroni/Holm, valid under any dependence. A pooled statistic
-over all coordinates, the mean ratio $R_b = \frac1m\sum_i X_{b,i}/\theta_i$, has standard
-deviation at most $\frac1m\sum_i\sigma_{b,i}/\theta_i$ (triangle inequality, any
-dependence) and is tested the same way. The family p-value is
-$\min(1, 2\min(m\,p_{\min}, p_{\text{pooled}}))$.
-
-**Noise level.** $\sigma$ and $\mu_4$ are exact when a law is passed (then the
-false-failure rate is at most `alpha` by construction, up to float32 rounding of the
-samples); otherwise they are the sample moments, and the guarantee is asymptotic. The
-pooled gate of a mean uses the exact variance $w^\top\operatorname{Cov}[g]\,w$ of the
-projection; a pooled-only variance test (claims about the average entry) estimates its
-noise from the spread of the batch ratios, so its guarantee is asymptotic too.
-
-**Ratio.** The measured ratio of truth to prediction is the mean over batches of $R_b$;
-its 95 % interval is the Student-t interval of the batch ratios (batch means method). It
-describes precision; the p-value is the decision.
-
-Examples:
-    >>> import jax, jax.numpy as jnp, snrkit as sk
-    >>> law = sk.ForwardGradient().given(jnp.array([3.0, 4.0]))
-    >>> m = sk.monte_carlo(law, jax.random.key(0), 8192, batches=32)
-    >>> sk.stats.compare_variance(m, law).holds          # ‖∇‖² + ∇ᵢ²
-    True
-    >>> sk.stats.compare_variance(m, 4 * law.flat_var(), law=law).holds   # 4 times too large
-    False
-"""
+"""The distribution-free median-of-batches comparisons of a prediction with sampled moments (see [`snrkit.stats`][snrkit.stats])."""
 
 from __future__ import annotations
 
@@ -57,9 +9,11 @@ from typing import Literal
 import numpy as np
 import scipy.stats
 
-from snrkit._tree import PyTree, ravel_host
-from snrkit.laws import Law
+from snrkit.core.law import Law
+from snrkit.core.tree import PyTree, ravel_host
+from snrkit.core.validation import check_alpha
 from snrkit.montecarlo import Moments
+from snrkit.stats.intervals import batch_variance_sd, t_half_width
 
 DEFAULT_ALPHA = 1e-6
 """Default false-failure rate of one comparison."""
@@ -96,10 +50,10 @@ class Comparison:
         num_samples: samples behind the measurement.
         num_batches: batches in the median-of-batches test.
         resolution: relative error of the pooled ratio that the pooled gate detects with
-            probability at least $1 - \alpha$, $(t_\alpha + t_\alpha)\,\sigma_R$ with
-            $t_\alpha$ the [`critical_deviation`][snrkit.stats.critical_deviation] and
-            $\sigma_R$ the standard deviation of a batch ratio: a prediction that holds is
-            right to within about this much.
+            probability at least $1 - \alpha$, $(t_{\mathrm{gate}} + t_\alpha)\,\sigma_R$ with
+            $t$ the [`critical_deviation`][snrkit.stats.critical_deviation] (the gate decides
+            at $\alpha/2$, or at $\alpha$ for a pooled-only test) and $\sigma_R$ the standard
+            deviation of a batch ratio: a prediction that holds is right to within about this much.
 
     Examples:
         >>> import jax, jax.numpy as jnp, snrkit as sk
@@ -238,8 +192,9 @@ def compare_variance(
         predicted: the predicted variance, shaped like the gradient (or flat), or a law
             whose `var()` is the prediction.
         law: the law the samples came from; its exact variance and fourth moment set the
-            noise level. Defaults to `predicted` when that is a law; otherwise the noise is
-            estimated from the samples.
+            noise level. Defaults to `predicted` when that is a law; without a law, or for a
+            law with no closed-form fourth moment, the noise is estimated from the samples
+            (`noise="empirical"`: the false-failure rate then holds asymptotically).
         alpha: false-failure rate of the decision.
         pooled_only: decide on the pooled ratio alone, for claims about the average over
             coordinates (e.g. "the mean entry variance equals $\|\nabla\|^2$") rather than
@@ -250,7 +205,8 @@ def compare_variance(
 
     Raises:
         ValueError: fewer than 2 batches, a batch with fewer than 2 samples, a prediction
-            of the wrong size or with NaN or inf, or non-finite sampled moments.
+            of the wrong size or with NaN or inf, non-finite sampled moments, or `alpha`
+            not strictly between 0 and 1.
 
     Examples:
         The exact law holds; a variance 4 times too large is refuted:
@@ -264,19 +220,17 @@ def compare_variance(
         >>> wrong.holds, round(wrong.ratio, 1)      # measured / predicted ≈ 1/4
         (False, 0.2)
     """
-    if isinstance(predicted, Law):
-        law = law if law is not None else predicted
-        predicted = predicted.flat_var()
-    pred = _flat(predicted, moments)
-    sizes = moments.batch_sizes.astype(np.float64)[:, None]
-    if law is not None:
+    alpha = check_alpha(alpha)
+    pred, law, sizes = _prediction(moments, predicted, law, "flat_var")
+    if law is not None and law.has("fourth_central_moment"):
         sigma2 = np.asarray(law.flat_var(), dtype=np.float64)
         mu4 = np.asarray(law.flat_fourth_central_moment(), dtype=np.float64)
         noise = "exact"
     else:
+        # Without a closed-form fourth moment the noise comes from the samples: the
+        # false-failure guarantee then holds asymptotically, not at every N.
         sigma2, mu4, noise = moments.flat("var"), moments.flat("fourth_moment"), "empirical"
-    with np.errstate(invalid="ignore", divide="ignore"):
-        batch_sd = np.sqrt(np.maximum(mu4 / sizes - sigma2**2 * (sizes - 3) / (sizes * (sizes - 1)), 0.0))
+    batch_sd = batch_variance_sd(mu4, sigma2, sizes)
     return _compare(
         "var", moments.flat("batch_vars"), batch_sd, pred, moments.flat("var"), moments, noise, alpha, pooled_only
     )
@@ -307,7 +261,7 @@ def compare_mean(
 
     Raises:
         ValueError: fewer than 2 batches, a prediction of the wrong size or with NaN or
-            inf, or non-finite sampled moments.
+            inf, non-finite sampled moments, or `alpha` not strictly between 0 and 1.
 
     Examples:
         The forward gradient is unbiased (Baydin et al. 2022, Theorem 1); twice the
@@ -321,27 +275,29 @@ def compare_mean(
         >>> sk.stats.compare_mean(m, 2 * law.flat_mean(), law=law).holds
         False
     """
-    if isinstance(predicted, Law):
-        law = law if law is not None else predicted
-        predicted = predicted.flat_mean()
-    pred = _flat(predicted, moments)
-    sizes = moments.batch_sizes.astype(np.float64)[:, None]
+    alpha = check_alpha(alpha)
+    pred, law, sizes = _prediction(moments, predicted, law, "flat_mean")
     sigma2 = np.asarray(law.flat_var(), dtype=np.float64) if law is not None else moments.flat("var")
     batch_sd = np.sqrt(sigma2 / sizes)
     noise = "exact" if law is not None else "empirical"
     pooled_sd = None
     norm2 = float(pred @ pred)
-    if law is not None and norm2 > 0:
+    if law is not None and norm2 > 0 and law.has("projected_variance"):
         # The projection on the prediction has an exact variance (w^T Cov w); the triangle
         # bound Σ|w_i|σ_i would be √n times too loose for a spread gradient.
-        try:
-            pooled_sd = np.sqrt(law.projected_variance(pred / norm2) / sizes[:, 0])
-        except NotImplementedError:
-            pooled_sd = None
+        pooled_sd = np.sqrt(law.projected_variance(pred / norm2) / sizes[:, 0])
     return _compare(
         "mean", moments.flat("batch_means"), batch_sd, pred, moments.flat("mean"), moments, noise, alpha,
         pooled_sd=pooled_sd,
     )
+
+
+def _prediction(moments: Moments, predicted: PyTree | Law, law: Law | None, moment: str) -> tuple[np.ndarray, Law | None, np.ndarray]:
+    """The flat prediction (a law's `moment` when a law is given), the law setting the noise, and the batch sizes."""
+    if isinstance(predicted, Law):
+        law = law if law is not None else predicted
+        predicted = getattr(predicted, moment)()
+    return _flat(predicted, moments), law, moments.batch_sizes.astype(np.float64)[:, None]
 
 
 def _flat(predicted: PyTree, moments: Moments) -> np.ndarray:
@@ -429,9 +385,11 @@ def _compare(
     else:
         p_value = min(1.0, 2.0 * min(family_p, pooled_p))
     ratio = float(np.mean(ratios)) if expected else math.nan
-    resolution = 2 * critical_deviation(k, alpha) * float(np.median(ratio_sd)) if expected else math.nan
-    spread = float(np.std(ratios, ddof=1)) / math.sqrt(k)
-    half = float(scipy.stats.t.ppf(0.975, k - 1)) * spread
+    # The pooled gate decides at alpha (pooled only) or alpha/2 (combined with the family): an error of
+    # (t_gate + t_alpha) sigma_R is then rejected with probability at least 1 - alpha.
+    gate = critical_deviation(k, alpha if pooled_only else alpha / 2)
+    resolution = (gate + critical_deviation(k, alpha)) * float(np.median(ratio_sd)) if expected else math.nan
+    half = t_half_width(ratios)
     return Comparison(
         quantity=quantity,
         holds=bool(p_value > alpha),
@@ -462,54 +420,3 @@ def _holm(p: np.ndarray, alpha: float) -> np.ndarray:
     rejected = np.zeros(m, bool)
     rejected[order[:stop]] = True
     return rejected
-
-
-def guaranteed_power(
-    law: Law, wrong: PyTree, *, num_samples: int, batches: int, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_ALPHA
-) -> float:
-    r"""How surely [`compare_variance`][snrkit.stats.compare_variance] rejects a wrong variance formula, by design.
-
-    With batches of equal size, the median standardised deviation from the truth is below
-    $t_\beta$ with probability at least $1-\beta$; the wrong formula is then rejected
-    whenever some coordinate has
-    $|\sigma^2_i - w_i|/\sigma_{b,i} \ge t_\beta + t_{\alpha/(2n)}$ ($n$ coordinates,
-    $t$ the [`critical_deviation`][snrkit.stats.critical_deviation]).
-
-    Args:
-        law: the true law; its exact variance and fourth moment give $\sigma_{b,i}$.
-        wrong: the wrong variance formula $w$, shaped like the gradient (or flat).
-        num_samples: samples of the planned comparison, a multiple of `batches`.
-        batches: batches of the planned comparison.
-        alpha: false-failure rate of the comparison.
-        beta: allowed probability of missing the wrong formula.
-
-    Returns:
-        $\max_i |\sigma^2_i - w_i| / (\sigma_{b,i}(t_\beta + t_{\alpha/(2n)}))$: at least 1
-        means the wrong formula is rejected with probability at least $1-\beta$.
-
-    Raises:
-        ValueError: `num_samples` is not a multiple of `batches`.
-
-    Examples:
-        8192 samples in 32 batches surely reject a variance 4 times too large, but not
-        one that misses the $2\nabla_i^2$ term:
-
-        >>> import jax.numpy as jnp, snrkit as sk
-        >>> law = sk.ForwardGradient().given(jnp.array([3.0, 4.0]))
-        >>> sk.stats.guaranteed_power(law, 4 * law.flat_var(), num_samples=8192, batches=32) >= 1
-        True
-        >>> sk.stats.guaranteed_power(law, law.flat_var() - 2 * law.flat_mean() ** 2, num_samples=8192, batches=32) >= 1
-        False
-    """
-    if num_samples % batches:
-        raise ValueError("guaranteed_power assumes equal batches: make num_samples a multiple of batches")
-    m = num_samples // batches
-    sigma2 = np.asarray(law.flat_var(), dtype=np.float64)
-    mu4 = np.asarray(law.flat_fourth_central_moment(), dtype=np.float64)
-    sd = np.sqrt(mu4 / m - sigma2**2 * (m - 3) / (m * (m - 1)))
-    n = sigma2.size
-    margin = critical_deviation(batches, beta) + critical_deviation(batches, alpha / (2 * n))
-    gap = np.abs(sigma2 - ravel_host(wrong))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(gap > 0, gap / (sd * margin), 0.0)  # a noiseless, exactly right entry detects nothing
-    return float(np.max(ratio))

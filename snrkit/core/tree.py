@@ -1,4 +1,4 @@
-"""Pytree plumbing shared by every estimator: validation, ravel order, host copies.
+"""Pytree plumbing shared by every estimator: ravel order, host copies, per-sample keys.
 
 Everything flat in snrkit uses `jax.flatten_util.ravel_pytree` order, so a flat array and
 the pytree it came from describe the same coordinates.
@@ -35,60 +35,6 @@ def leaf_paths(tree: PyTree) -> list[str]:
         ['<root>']
     """
     return [jax.tree_util.keystr(path) or "<root>" for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
-
-
-def validate_float_tree(tree: PyTree, name: str, *, check_finite: bool = True) -> None:
-    """Raise a clear error unless `tree` is a non-empty pytree of finite floating arrays.
-
-    Args:
-        tree: the pytree to check.
-        name: the argument's name, used in the message.
-        check_finite: also reject NaN and inf (this reads every value, so it is skipped
-            under tracing, where values are not known).
-
-    Raises:
-        ValueError: `tree` has no leaf or no coordinate, or (with `check_finite`) a NaN or inf.
-        TypeError: a leaf is not floating point.
-
-    Examples:
-        >>> import jax.numpy as jnp
-        >>> validate_float_tree({"w": jnp.array([1.0, 2.0])}, "grad")   # fine: returns None
-        >>> validate_float_tree({"w": jnp.array([1.0, jnp.nan])}, "grad")
-        Traceback (most recent call last):
-        ...
-        ValueError: grad['w'] has 1 non-finite value(s) (NaN or inf); ...
-        >>> validate_float_tree(jnp.array([1, 2]), "grad")
-        Traceback (most recent call last):
-        ...
-        TypeError: grad has dtype int32; forward-gradient estimators need floating arrays. ...
-    """
-    leaves = jax.tree_util.tree_leaves(tree)
-    if not leaves:
-        raise ValueError(
-            f"{name} is an empty pytree: there is no coordinate to estimate. "
-            f"Pass the gradient itself (an array or a pytree with at least one array)."
-        )
-    for path, leaf in zip(leaf_paths(tree), leaves, strict=True):
-        dtype = getattr(leaf, "dtype", None)
-        if dtype is None:
-            dtype = np.asarray(leaf).dtype
-        if not jnp.issubdtype(dtype, jnp.floating):
-            raise TypeError(
-                f"{name}{'' if path == '<root>' else path} has dtype {dtype}; forward-gradient "
-                f"estimators need floating arrays. Cast it, e.g. jnp.asarray(x, jnp.float32)."
-            )
-    if sum(int(np.size(leaf)) for leaf in leaves) == 0:
-        raise ValueError(f"{name} has no coordinates (all its arrays are empty); pass a non-empty gradient.")
-    if check_finite and not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
-        for path, leaf in zip(leaf_paths(tree), leaves, strict=True):
-            finite = np.isfinite(np.asarray(leaf))
-            if not finite.all():
-                bad = int(finite.size - finite.sum())
-                raise ValueError(
-                    f"{name}{'' if path == '<root>' else path} has {bad} non-finite value(s) (NaN or inf); "
-                    f"the law of an estimator is only defined for a finite gradient. Check the loss "
-                    f"for overflow (e.g. log of 0) before computing its gradient."
-                )
 
 
 def ravel(tree: PyTree) -> tuple[jax.Array, Callable[[jax.Array], PyTree]]:
@@ -184,39 +130,6 @@ def leaf_sizes(tree: PyTree) -> list[int]:
         [3, 8]
     """
     return [int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(tree)]
-
-
-def check_key(key: Any, name: str = "key") -> jax.Array:
-    """Return `key` if it is a JAX PRNG key (typed or raw uint32), else raise a clear TypeError.
-
-    Args:
-        key: the value to check.
-        name: the argument's name, used in the message.
-
-    Returns:
-        `key`, as a JAX array.
-
-    Raises:
-        TypeError: `key` is not a typed key nor a raw `uint32` key of shape `(2,)`.
-
-    Examples:
-        >>> import jax
-        >>> check_key(jax.random.key(0)).shape
-        ()
-        >>> check_key(0)
-        Traceback (most recent call last):
-        ...
-        TypeError: key must be a JAX random key, e.g. jax.random.key(0); got int. ...
-    """
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    if isinstance(key, jax.Array | np.ndarray) and key.dtype == np.uint32 and key.shape == (2,):
-        return jnp.asarray(key)
-    raise TypeError(
-        f"{name} must be a JAX random key, e.g. jax.random.key(0); got {type(key).__name__}"
-        f"{'' if not hasattr(key, 'shape') else f' of shape {key.shape}'}. Keys are explicit in snrkit: "
-        f"no global seed is used."
-    )
 
 
 def sample_key(key: jax.Array, index: jax.Array | int) -> jax.Array:

@@ -1,0 +1,11 @@
+"""The core every family builds on: problems, laws, estimators, specs, validation and pytree plumbing.
+
+- [`problem`][snrkit.core.problem]: what a law is computed from (loss, parameters, data).
+- [`spec`][snrkit.core.spec]: how one estimate is drawn (probes, tangents, combination).
+- [`law`][snrkit.core.law]: the law base class (moments, bias, MSE, SNR, efficiency, sampling).
+- [`estimator`][snrkit.core.estimator]: the estimator base class (`given`, the real
+  estimator with `jax.jvp`, cost, description).
+- [`validation`][snrkit.core.validation], [`tree`][snrkit.core.tree],
+  [`precision`][snrkit.core.precision], [`numerics`][snrkit.core.numerics],
+  [`io`][snrkit.core.io]: shared checks and plumbing.
+"""

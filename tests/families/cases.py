@@ -1,0 +1,79 @@
+"""The contract table: one row per family setting; every row must pass tests/families/test_contract.py.
+
+A new family adds one row here (its estimator as a function of the gradient's shape, a
+small gradient, the bad hyperparameters it must refuse, and whether it is unbiased and
+rotation-invariant); its own closed forms go in its own test file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import snrkit as sk
+from tests.reference import three_point_probe
+
+# A small, uneven gradient: a few entries dominate, so per-entry errors have power.
+SMALL = {"w": jnp.array([[1.5, -0.5, 0.25], [2.0, -1.0, 0.1]]), "b": jnp.array([0.3, -0.05])}
+
+
+@dataclass(frozen=True)
+class FamilyCase:
+    """One setting of a family, and what the contract expects of it.
+
+    Attributes:
+        id: test id.
+        make: `make(tree) -> Estimator`, from a pytree shaped like the gradient (explicit
+            block ids must match it).
+        bad: `(construct, error type, message regex)` of hyperparameters it must refuse.
+        unbiased_invariant: unbiased, with a law that rotates with the gradient: its
+            efficiency is at most 1 on every gradient.
+    """
+
+    id: str
+    make: Callable[[Any], sk.Estimator]
+    bad: tuple[tuple[Callable[[], Any], type[Exception], str], ...] = field(default=())
+    unbiased_invariant: bool = False
+
+
+def _size(tree: Any) -> int:
+    return sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _explicit_ids(tree: Any) -> np.ndarray:
+    return np.arange(_size(tree)) % 3
+
+
+CASES: tuple[FamilyCase, ...] = (
+    FamilyCase(
+        "forward-gaussian-K1",
+        lambda tree: sk.ForwardGradient("gaussian"),
+        bad=(
+            (lambda: sk.ForwardGradient(directions=0), ValueError, "directions must be at least 1"),
+            (lambda: sk.ForwardGradient(directions=2.0), TypeError, "directions must be a positive int"),
+            (lambda: sk.ForwardGradient(probe="cauchy"), ValueError, r"unknown probe 'cauchy'; choose one of 'gaussian'"),
+            (lambda: sk.ForwardGradient(probe=3), TypeError, "probe must be a name"),
+        ),
+        unbiased_invariant=True,
+    ),
+    FamilyCase("forward-rademacher-K4", lambda tree: sk.ForwardGradient("rademacher", directions=4)),
+    FamilyCase("forward-three-point-K2", lambda tree: sk.ForwardGradient(three_point_probe(0.25), directions=2)),
+    FamilyCase(
+        "partitioned-3-blocks",
+        lambda tree: sk.Partitioned(blocks=3),
+        bad=(
+            (lambda: sk.Partitioned(blocks=0), ValueError, "blocks must be at least 1"),
+            (lambda: sk.Partitioned(blocks="layers"), ValueError, "blocks='layers' is not understood"),
+            (lambda: sk.Partitioned(blocks=np.array([0.5, 1.0])), TypeError, "integer block ids"),
+            (lambda: sk.Partitioned(blocks=None), TypeError, "blocks must be an int"),
+            (lambda: sk.Partitioned(blocks=2, directions=-1), ValueError, "directions must be at least 1"),
+        ),
+    ),
+    FamilyCase("partitioned-leaves-uniform-K2", lambda tree: sk.Partitioned("leaves", "uniform", directions=2)),
+    FamilyCase("partitioned-explicit-rademacher", lambda tree: sk.Partitioned(_explicit_ids(tree), "rademacher")),
+)
