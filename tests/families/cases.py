@@ -49,6 +49,16 @@ def _explicit_ids(tree: Any) -> np.ndarray:
     return np.arange(_size(tree)) % 3
 
 
+def _factor(tree: Any, rank: int, seed: int = 0) -> np.ndarray:
+    """A fixed random (n, rank) factor for a gradient shaped like `tree`."""
+    return np.random.default_rng(seed).normal(size=(_size(tree), rank)).astype(np.float32)
+
+
+def _belief(tree: Any) -> np.ndarray:
+    """A fixed 'stale gradient': an uneven vector shaped like the flat gradient."""
+    return np.random.default_rng(7).normal(size=_size(tree)).astype(np.float32) * np.linspace(0.2, 2.0, _size(tree))
+
+
 CASES: tuple[FamilyCase, ...] = (
     FamilyCase(
         "forward-gaussian-K1",
@@ -76,4 +86,19 @@ CASES: tuple[FamilyCase, ...] = (
     ),
     FamilyCase("partitioned-leaves-uniform-K2", lambda tree: sk.Partitioned("leaves", "uniform", directions=2)),
     FamilyCase("partitioned-explicit-rademacher", lambda tree: sk.Partitioned(_explicit_ids(tree), "rademacher")),
+    FamilyCase(
+        "covariance-factor-K2",
+        lambda tree: sk.CovarianceProbe(factor=_factor(tree, 3), directions=2),
+        bad=(
+            (lambda: sk.CovarianceProbe(factor=np.ones(4)), ValueError, r"factor must be a 2-D array of shape \(n, r\)"),
+            (lambda: sk.CovarianceProbe(factor=np.full((4, 2), np.nan)), ValueError, "factor has 8 non-finite"),
+            (lambda: sk.CovarianceProbe(factor=np.ones((4, 2)), isotropic=-1.0), ValueError, "isotropic must be a finite"),
+            (lambda: sk.CovarianceProbe(factor=np.ones((4, 2)), directions=0), ValueError, "directions must be at least 1"),
+            (lambda: sk.CovarianceProbe(factor=None), TypeError, "factor must be an"),
+            (lambda: sk.CovarianceProbe.prior(np.ones(4), confidence=1.5), ValueError, r"confidence must be a number in \[0, 1\]"),
+        ),
+    ),
+    FamilyCase("covariance-prior-whitened-isotropic", lambda tree: sk.CovarianceProbe.prior(_belief(tree), confidence=0.6, whiten=True)),
+    FamilyCase("covariance-prior", lambda tree: sk.CovarianceProbe.prior(_belief(tree), confidence=0.6, directions=3)),
+    FamilyCase("covariance-subspace", lambda tree: sk.CovarianceProbe.subspace(_factor(tree, 4, seed=2))),
 )
