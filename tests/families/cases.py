@@ -87,6 +87,17 @@ CASES: tuple[FamilyCase, ...] = (
     FamilyCase("partitioned-leaves-uniform-K2", lambda tree: sk.Partitioned("leaves", "uniform", directions=2)),
     FamilyCase("partitioned-explicit-rademacher", lambda tree: sk.Partitioned(_explicit_ids(tree), "rademacher")),
     FamilyCase(
+        "orthogonal-unbiased-K3",
+        lambda tree: sk.OrthogonalFrames(directions=3),
+        bad=(
+            (lambda: sk.OrthogonalFrames(directions=0), ValueError, "directions must be at least 1"),
+            (lambda: sk.OrthogonalFrames(directions=2, scale="exact"), ValueError, "scale must be 'unbiased'"),
+            (lambda: sk.OrthogonalFrames(directions=1.5), TypeError, "directions must be a positive int"),
+        ),
+        unbiased_invariant=True,
+    ),
+    FamilyCase("orthogonal-projection-K2", lambda tree: sk.OrthogonalFrames(directions=2, scale="projection")),
+    FamilyCase(
         "covariance-factor-K2",
         lambda tree: sk.CovarianceProbe(factor=_factor(tree, 3), directions=2),
         bad=(
