@@ -112,4 +112,16 @@ CASES: tuple[FamilyCase, ...] = (
     FamilyCase("covariance-prior-whitened-isotropic", lambda tree: sk.CovarianceProbe.prior(_belief(tree), confidence=0.6, whiten=True)),
     FamilyCase("covariance-prior", lambda tree: sk.CovarianceProbe.prior(_belief(tree), confidence=0.6, directions=3)),
     FamilyCase("covariance-subspace", lambda tree: sk.CovarianceProbe.subspace(_factor(tree, 4, seed=2))),
+    FamilyCase(
+        "multi-tangent-mean-unit-K3",
+        lambda tree: sk.MultiTangent(directions=3, aggregation="mean", tangents="unit"),
+        bad=(
+            (lambda: sk.MultiTangent(aggregation="median"), ValueError, "aggregation must be one of 'sum', 'mean'"),
+            (lambda: sk.MultiTangent(tangents="rademacher"), ValueError, "tangents must be one of 'gaussian', 'unit'"),
+            (lambda: sk.MultiTangent(scale=0.0), ValueError, "scale must be a positive number or 'peer'"),
+            (lambda: sk.MultiTangent(aggregation="mean", scale="peer"), ValueError, "assumes unit-length tangents"),
+        ),
+    ),
+    FamilyCase("multi-tangent-sum-gaussian-K2", lambda tree: sk.MultiTangent(directions=2, aggregation="sum")),
+    FamilyCase("multi-tangent-projection-peer-K3", lambda tree: sk.MultiTangent(directions=3, aggregation="projection", scale="peer")),
 )
