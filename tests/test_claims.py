@@ -155,6 +155,42 @@ def test_unbiasedness_from_real_jvp_estimates():
     assert v.holds is True and v.setting["path"].startswith("jax.jvp") and v.resolution <= 0.5
 
 
+# -- the claims of the families beyond iid probes, on fresh gradients ---------------------------
+
+
+def test_floor_and_orthogonal_frames_hold_on_a_fresh_gradient(fresh_output_bias):
+    for claim_id in ("snrkit-floor", "snrkit-orthogonal-variance"):
+        v = claims.verify(claim_id, fresh_output_bias, key=pinned_key(60), alpha=TEST_ALPHA)
+        assert v.holds is True and v.setting["probe"] == "—", v
+        assert v.exact_ratio == pytest.approx(1.0, rel=1e-5)
+
+
+def test_covariance_probe_claims_hold_with_a_fresh_stale_gradient():
+    """A 64-20-10 MLP trained 50 steps: its output-bias gradient, with the gradient of step 40 as the prior."""
+    digits = data.load_digits()
+    net = nets.mlp((64, 20, 10))
+    stale, now = gradients.train(pinned_key(123), net, digits, steps=50, batch_size=128, learning_rate=1e-3,
+                                 checkpoints=(40, 50), metrics=False)
+    grad = gradients.full_batch_gradient(net, now.params, digits)[-1]["b"]
+    stale_grad = gradients.full_batch_gradient(net, stale.params, digits)[-1]["b"]
+    problem = sk.GradientProblem(grad, state={"stale_gradient": stale_grad})
+    for claim_id in ("snrkit-covariance-variance", "snrkit-covariance-bias"):
+        v = claims.verify(claim_id, problem, key=pinned_key(61), alpha=TEST_ALPHA)
+        assert v.holds is True, v
+    with pytest.raises(ValueError, match="carries no state 'stale_gradient'"):
+        claims.verify("snrkit-covariance-variance", grad, key=pinned_key(61))
+
+
+@pytest.mark.slow
+def test_peer_lengths_on_a_fresh_network_gradient():
+    """The projection's factor restores the length (holds, resolved to 10 %); the unit-mean one misses by ~5 % (refuted)."""
+    _, grad = gradients.gradient_at(pinned_key(124), nets.mlp((64, 24, 10)), data.load_digits(), step=30)
+    holds = claims.verify("flugel-projection-length", grad, key=pinned_key(62), alpha=TEST_ALPHA)
+    refuted = claims.verify("flugel-mean-length", grad, key=pinned_key(63), alpha=TEST_ALPHA)
+    assert holds.holds is True and holds.ratio_ci[0] <= 1.0 <= holds.ratio_ci[1], holds
+    assert refuted.holds is False and refuted.ratio_ci[0] > 1.02, refuted  # large-n limit √5 E χ_4 / 4 = 1.051
+
+
 # -- what verify refuses, and what it says ------------------------------------------------------
 
 
@@ -170,6 +206,8 @@ def test_verify_refuses_inputs_it_would_ignore_or_misuse(fresh_output_bias):
         claims.verify("frye-eq1", fresh_output_bias, key=pinned_key(0), probe="cauchy")
     with pytest.raises(ValueError, match="seed must be at most 4294967295"):
         claims.verify("frye-eq1", key=pinned_key(0), seed=2**32)
+    with pytest.raises(ValueError, match="snrkit-floor has no probe to choose"):
+        claims.verify("snrkit-floor", fresh_output_bias, key=pinned_key(0), probe="gaussian")
     with pytest.raises(ValueError, match="with your own gradient they would do nothing"):
         claims.verify("frye-eq1", fresh_output_bias, key=pinned_key(0), seed=3)
     with pytest.raises(ValueError, match="with your own gradient they would do nothing"):

@@ -45,6 +45,11 @@ REFERENCES: dict[str, Reference] = {
     ),
     "daprato": Reference("Daprato, Jain, Hung", "Forward gradients are not all you need", None),
     "yao": Reference("Yao", "Studies on forward mode gradient descent", None),
+    "flugel2025": Reference(
+        "Flügel, Coquelin, Weiel, Debus, Streit, Götz",
+        "Beyond backpropagation: optimization with multi-tangent forward gradients", 2025,
+        "https://arxiv.org/abs/2410.17764",
+    ),
     "snrkit": Reference("snrkit", "The derivations of the snrkit documentation", None),
 }
 """Every cited work by key (the [`Claim.reference`][snrkit.claims.records.Claim.reference] of a claim)."""

@@ -7,10 +7,10 @@ were registered and new claims come last.
 
 from __future__ import annotations
 
-from snrkit.claims import baydin, daprato, frye, snrkit_laws, yao
+from snrkit.claims import baydin, daprato, flugel, frye, snrkit_families, snrkit_laws, yao
 from snrkit.claims.records import Claim
 
-_MODULES = (baydin, snrkit_laws, frye, daprato, yao)
+_MODULES = (baydin, snrkit_laws, frye, daprato, yao, snrkit_families, flugel)
 
 CLAIMS: dict[str, Claim] = {}
 """Every registered claim by id, in ledger order (see the module docs and the [claims ledger](../claims.md))."""
