@@ -224,8 +224,7 @@ def monte_carlo(
         >>> bool(np.allclose(m.flat("var"), m2.flat("var"), rtol=1e-12))
         True
     """
-    if not isinstance(law, Law):
-        raise TypeError(f"law must be a snrkit Law (from estimator.given(grad)), got {type(law).__name__}")
+    _check_law(law)
     key = check_key(key)
     num = check_int(num_samples, "num_samples")
     batches = check_int(batches, "batches")
@@ -301,8 +300,7 @@ def sample_norms(law: Law, key: jax.Array, num_samples: int, chunk_size: int | N
         >>> sample_norms(sk.ForwardGradient("rademacher").given(jnp.array([3.0])), jax.random.key(0), 4).tolist()
         [3.0, 3.0, 3.0, 3.0]
     """
-    if not isinstance(law, Law):
-        raise TypeError(f"law must be a snrkit Law (from estimator.given(grad)), got {type(law).__name__}")
+    _check_law(law)
     key = check_key(key)
     num = check_int(num_samples, "num_samples")
     chunk = min(num, default_chunk_size(law) if chunk_size is None else check_int(chunk_size, "chunk_size"))
@@ -312,6 +310,11 @@ def sample_norms(law: Law, key: jax.Array, num_samples: int, chunk_size: int | N
             norms = _norms(law.sampler, chunk, law.sampling_args, key, np.uint32(start))
             parts.append(np.asarray(norms)[: min(chunk, num - start)])
     return np.concatenate(parts)
+
+
+def _check_law(law: Any) -> None:
+    if not isinstance(law, Law):
+        raise TypeError(f"law must be a snrkit Law (from estimator.given(grad)), got {type(law).__name__}")
 
 
 @partial(jax.jit, static_argnums=(0, 1))

@@ -399,8 +399,7 @@ INTRO = (
 
 def _verdict_text(row) -> str:
     """The verdict, with the claim's unmet conditions when it was judged outside them."""
-    conditions = row.conditions if isinstance(row.conditions, str) else ""
-    return f"{row.verdict} (outside its stated conditions: {conditions})" if conditions else row.verdict
+    return f"{row.verdict} (outside its stated conditions: {row.conditions})" if row.conditions else row.verdict
 
 
 def _markdown(claims_frame: pd.DataFrame, sweep_frame: pd.DataFrame, figures: dict[str, Path], quick: bool) -> str:

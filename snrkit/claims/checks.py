@@ -267,14 +267,15 @@ def _mean(request: Request, *, bias: bool = False) -> Verdict:
     )
 
 
-def _trace_noise(law: Law, moments: Any) -> tuple[np.ndarray, str]:
-    """Per-batch standard deviation of a sampled trace: the triangle bound from exact per-entry noise, or the batch spread."""
+def _batch_traces(law: Law, moments: Any) -> tuple[np.ndarray, np.ndarray, str]:
+    """Each batch's sampled trace, its standard deviation (the triangle bound from exact per-entry noise, or
+    the batch spread) and which of the two it is."""
     traces = moments.flat("batch_vars").sum(axis=1)
     if law.has("fourth_central_moment"):
         sizes = moments.batch_sizes.astype(float)[:, None]
         var, mu4 = np.asarray(law.flat_var(), float), np.asarray(law.flat_fourth_central_moment(), float)
-        return batch_variance_sd(mu4, var, sizes).sum(axis=1), "exact (triangle bound over entries)"
-    return np.full(traces.shape, np.std(traces, ddof=1)), "empirical (batch spread)"
+        return traces, batch_variance_sd(mu4, var, sizes).sum(axis=1), "exact (triangle bound over entries)"
+    return traces, np.full(traces.shape, np.std(traces, ddof=1)), "empirical (batch spread)"
 
 
 def _total_variance(request: Request) -> Verdict:
@@ -287,8 +288,7 @@ def _total_variance(request: Request) -> Verdict:
     # No prediction: the claim is the exact law's total.
     predicted = exact if request.claim.predict is None else float(np.sum(request.claim.predict(grad)))
     moments = monte_carlo(law, request.key, num, batches=request.batches)
-    traces = moments.flat("batch_vars").sum(axis=1)
-    sd, noise = _trace_noise(law, moments)
+    traces, sd, noise = _batch_traces(law, moments)
     return _scalar_verdict(request, grad, base, law, num, traces, sd, predicted, exact, noise, what="total variance")
 
 
@@ -315,14 +315,14 @@ def _scalar_verdict(request: Request, grad: np.ndarray, base: dict, law: Law, nu
 
 def _expected_norm(request: Request) -> Verdict:
     r"""$\mathbb E\|g\|$ against the claim's expected length; the noise is the sampled spread of $\|g\|$ (asymptotic)."""
+    if request.claim.predict is None:
+        raise ValueError(f"{request.claim.id}: an expected-norm claim needs a prediction (no law has E‖g‖ in closed form)")
     problem, base = request.resolve()
     law = request.estimator().given(problem)
     grad = ravel_host(law.grad)
     # The length of a K-tangent aggregate spreads like a χ_K (relative sd ≈ 0.36 at K = 4):
     # 1,024 samples per batch resolve a few percent (quick: 256, which does not).
     num = request.num_samples or request.batches * (256 if request.quick else 1024)
-    if request.claim.predict is None:
-        raise ValueError(f"{request.claim.id}: an expected-norm claim needs a prediction (no law has E‖g‖ in closed form)")
     predicted = float(np.sum(request.claim.predict(grad)))
     norms = sample_norms(law, request.key, num)
     batches = np.array_split(norms, request.batches)
@@ -349,8 +349,8 @@ def _comparison(request: Request) -> Verdict:
     traces, sds, noises = [], [], []
     for index, law in enumerate(laws):
         moments = monte_carlo(law, jax.random.fold_in(request.key, index), num, batches=request.batches)
-        traces.append(moments.flat("batch_vars").sum(axis=1))
-        sd, noise = _trace_noise(law, moments)
+        trace, sd, noise = _batch_traces(law, moments)
+        traces.append(trace)
         sds.append(sd)
         noises.append(noise)
     z = (traces[0] - traces[1]) / (sds[0] + sds[1])

@@ -131,7 +131,12 @@ class Claim:
             >>> CLAIMS["yao-eq9"].make_estimator("gaussian")
             Partitioned(blocks=4, probe='gaussian', directions=1)
         """
-        return self.estimator(probe or (self.probes[0] if self.probes else "gaussian"))
+        return self.estimator(probe or self._default_probe)
+
+    @property
+    def _default_probe(self) -> str:
+        # A probe-free claim's factories ignore the probe they are given.
+        return self.probes[0] if self.probes else "gaussian"
 
     def fingerprint(self) -> str:
         """A hash of everything the claim states and predicts.
@@ -149,7 +154,7 @@ class Claim:
         """
         estimators = [self.make_estimator().label]
         if self.compare_with is not None:
-            estimators.append(self.compare_with(self.probes[0] if self.probes else "gaussian").label)
+            estimators.append(self.compare_with(self._default_probe).label)
         fields = [self.id, self.source, self.reference, self.latex, self.words, self.kind, self.about, self.test,
                   self.gradient, ",".join(self.probes), self.conditions.text if self.conditions else "",
                   ",".join(self.also_on), repr(self.resolution), *estimators]

@@ -38,7 +38,7 @@ from snrkit.core.law import Law
 from snrkit.core.problem import Problem, ProblemBase, as_problem
 from snrkit.core.spec import ProbeSpec, Structure
 from snrkit.core.tree import PyTree, ravel, sample_key
-from snrkit.core.validation import check_int, check_key, validate_float_tree
+from snrkit.core.validation import check_int, check_key
 
 LossFn = Callable[..., jax.Array]
 """`loss_fn(params, *args)`: a scalar loss, differentiated in `params` by JVPs."""
@@ -149,8 +149,6 @@ class Estimator(ABC):
         """
         problem = as_problem(problem)
         problem.require(self.needs, type(self).__name__)
-        # A gradient computed by the problem (jax.grad of a loss at log 0, say) can be NaN or inf.
-        validate_float_tree(problem.gradient(), "gradient")
         return self._law(problem)
 
     def cost(self, problem: Any = None) -> Cost:
@@ -340,8 +338,7 @@ class Estimator(ABC):
         self, plan: tuple[ProbeSpec, Structure], key: jax.Array, index: jax.Array | int, loss_fn: LossFn,
         params: PyTree, args: tuple,
     ) -> tuple[jax.Array, PyTree]:
-        """Loss and the estimate drawn with the probes of sample `index` of the law."""
-        validate_float_tree(params, "params", check_finite=False)
+        """Loss and the estimate drawn with the probes of sample `index` of the law (callers built a `Problem`, which checked `params`)."""
         spec, structure = plan
         flat_params, unravel = ravel(params)
         probes = spec.draw(structure, sample_key(key, index), flat_params.size, flat_params.dtype)

@@ -90,6 +90,11 @@ class ProblemBase(ABC):
         """Number of coordinates $n$ of the gradient."""
         return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(self.tree)))
 
+    @property
+    def dtype(self) -> jnp.dtype:
+        """Dtype of the flat gradient: the leaves' promoted type, as `ravel` gives it (without raveling)."""
+        return jnp.result_type(*jax.tree_util.tree_leaves(self.tree))
+
     @abstractmethod
     def gradient(self) -> PyTree:
         """The true gradient $\\nabla$ (computed on first use, then kept)."""
@@ -301,8 +306,16 @@ class Problem(ProblemBase):
             >>> import jax.numpy as jnp, snrkit as sk
             >>> sk.Problem(lambda w: jnp.sum(w**2), jnp.array([1.0, 2.0])).gradient().tolist()
             [2.0, 4.0]
+
+        Raises:
+            ValueError: the gradient has NaN or inf entries (a loss at log 0, say).
         """
-        return self._cached("gradient", lambda: jax.grad(self.loss_fn)(self.params, *self.args))
+        return self._cached("gradient", self._compute_gradient)
+
+    def _compute_gradient(self) -> PyTree:
+        gradient = jax.grad(self.loss_fn)(self.params, *self.args)
+        validate_float_tree(gradient, "gradient")
+        return gradient
 
     def hvp(self, tangent: PyTree) -> PyTree:
         """Hessian-vector product $H t$ by forward-over-reverse differentiation.

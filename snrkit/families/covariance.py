@@ -52,7 +52,7 @@ from snrkit.core.law import CorrectionTerms, Law
 from snrkit.core.precision import wide_dtype
 from snrkit.core.problem import ProblemBase
 from snrkit.core.spec import ProbeSpec, Structure
-from snrkit.core.tree import PyTree, ravel, ravel_host
+from snrkit.core.tree import PyTree, ravel_host
 from snrkit.core.validation import check_int
 from snrkit.families.registry import Family
 
@@ -166,9 +166,6 @@ class GaussianFactorSpec(ProbeSpec):
         # Σ⁻¹v = (v − U C⁻¹ Uᵀ v)/s², C = s²I + UᵀU (Woodbury).
         factor, s = structure["factor"], structure["isotropic"]
         return ((v - factor @ (structure["inverse_core"] @ (factor.T @ v))) / s**2).astype(probes.dtype)
-
-    def law_args(self, grad: jax.Array, structure: Structure) -> dict[str, Any]:
-        return {"grad": grad, **structure}
 
     def probe_entries(self, n: int) -> int:
         return self.directions * (self.rank + (n if self.isotropic else 0))
@@ -425,7 +422,7 @@ class CovarianceProbe(Estimator):
         n, rank = factor.shape
         s = math.sqrt(float(self.isotropic))
         # The factor and Σ⁻¹ stay at least float32: a half-precision Σ⁻¹ would bias the whitened estimate.
-        dtype = wide_dtype(np.asarray(ravel(problem.tree)[0]).dtype)
+        dtype = wide_dtype(problem.dtype)
         structure: dict[str, Any] = {"factor": jnp.asarray(factor, dtype), "isotropic": jnp.asarray(s, dtype)}
         if self.whiten:
             structure.update(_whitening(factor.astype(np.float64), s, dtype))

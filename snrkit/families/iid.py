@@ -607,14 +607,17 @@ class Partitioned(_BlockProbeEstimator):
             return None, 1
         return ids.astype(np.int32), num_blocks
 
+    @property
+    def _blocks_text(self) -> int | str:
+        """`blocks` as it appears in params and labels: explicit ids by their fingerprint."""
+        return self.blocks if isinstance(self.blocks, int | str) else f"explicit:{self.blocks.fingerprint}"
+
     def params(self) -> dict[str, Any]:
-        blocks = self.blocks if isinstance(self.blocks, int | str) else f"explicit:{self.blocks.fingerprint}"
-        return {"blocks": blocks, "probe": self.probe_distribution.name, "directions": self.directions}
+        return {"blocks": self._blocks_text, "probe": self.probe_distribution.name, "directions": self.directions}
 
     @property
     def label(self) -> str:
-        blocks = self.blocks if isinstance(self.blocks, int | str) else f"explicit:{self.blocks.fingerprint}"
-        return f"Partitioned({self.probe_distribution.name}, K={self.directions}, blocks={blocks})"
+        return f"Partitioned({self.probe_distribution.name}, K={self.directions}, blocks={self._blocks_text})"
 
     def _shape_free_cost(self) -> Cost:
         if not isinstance(self.blocks, int):
