@@ -10,10 +10,12 @@ Examples:
     >>> import jax, jax.numpy as jnp, numpy as np, snrkit as sk
     >>> grad = {"w": jnp.array([3.0, 4.0])}
     >>> law = sk.ForwardGradient(probe="gaussian", directions=4).given(grad)
-    >>> np.asarray(law.var()["w"]).tolist()         # exact (‖∇‖² + ∇ᵢ²)/K, shaped like grad
+    >>> np.asarray(
+    ...     law.var()["w"]
+    ... ).tolist()  # exact (‖∇‖² + ∇ᵢ²)/K, shaped like grad
     [8.5, 10.25]
     >>> m = sk.monte_carlo(law, jax.random.key(0), 4096, batches=32)
-    >>> sk.stats.compare_variance(m, law).holds     # does the formula hold?
+    >>> sk.stats.compare_variance(m, law).holds  # does the formula hold?
     True
 """
 

@@ -65,10 +65,12 @@ class DataError(ValueError):
     Examples:
         >>> import numpy as np
         >>> from snrkit.data import DataError, Dataset
-        >>> Dataset(np.full((1, 2, 2), 255.0), np.array([0]), num_classes=10, name="raw")
+        >>> Dataset(
+        ...     np.full((1, 2, 2), 255.0), np.array([0]), num_classes=10, name="raw"
+        ... )
         Traceback (most recent call last):
         ...
-        snrkit.data.DataError: images must lie in [0, 1]; got values in [255.0, 255.0]. Scale raw pixels ...
+        snrkit.data.DataError: images must lie in [0, 1]; got ... [255.0, 255.0]...
         >>> issubclass(DataError, ValueError)
         True
     """
@@ -96,7 +98,12 @@ class Dataset:
     Examples:
         >>> import numpy as np
         >>> from snrkit.data import Dataset
-        >>> toy = Dataset(np.zeros((4, 2, 3)), np.array([0, 1, 1, 2]), num_classes=3, name="toy")
+        >>> toy = Dataset(
+        ...     np.zeros((4, 2, 3)),
+        ...     np.array([0, 1, 1, 2]),
+        ...     num_classes=3,
+        ...     name="toy",
+        ... )
         >>> toy
         Dataset(name='toy', images=float32[4,2,3], labels=int32[4], num_classes=3)
         >>> toy.images.flags.writeable
@@ -171,7 +178,9 @@ class Dataset:
         Examples:
             >>> import numpy as np
             >>> from snrkit.data import Dataset
-            >>> Dataset(np.zeros((4, 2, 3)), np.zeros(4, int), num_classes=3, name="toy").num_examples
+            >>> Dataset(
+            ...     np.zeros((4, 2, 3)), np.zeros(4, int), num_classes=3, name="toy"
+            ... ).num_examples
             4
         """
         return int(self.images.shape[0])
@@ -183,7 +192,9 @@ class Dataset:
         Examples:
             >>> import numpy as np
             >>> from snrkit.data import Dataset
-            >>> Dataset(np.zeros((4, 2, 3)), np.zeros(4, int), num_classes=3, name="toy").image_shape
+            >>> Dataset(
+            ...     np.zeros((4, 2, 3)), np.zeros(4, int), num_classes=3, name="toy"
+            ... ).image_shape
             (2, 3)
         """
         return (int(self.images.shape[1]), int(self.images.shape[2]))
@@ -195,7 +206,9 @@ class Dataset:
         Examples:
             >>> import numpy as np
             >>> from snrkit.data import Dataset
-            >>> Dataset(np.zeros((4, 2, 3)), np.zeros(4, int), num_classes=3, name="toy").input_dim
+            >>> Dataset(
+            ...     np.zeros((4, 2, 3)), np.zeros(4, int), num_classes=3, name="toy"
+            ... ).input_dim
             6
         """
         return int(self.images.shape[1] * self.images.shape[2])
@@ -206,7 +219,9 @@ class Dataset:
         Examples:
             >>> import numpy as np
             >>> from snrkit.data import Dataset
-            >>> toy = Dataset(np.zeros((4, 2, 3)), np.zeros(4, int), num_classes=3, name="toy")
+            >>> toy = Dataset(
+            ...     np.zeros((4, 2, 3)), np.zeros(4, int), num_classes=3, name="toy"
+            ... )
             >>> toy.flat().shape, toy.flat().dtype
             ((4, 6), dtype('float32'))
         """
@@ -228,7 +243,12 @@ class Dataset:
         Examples:
             >>> import numpy as np
             >>> from snrkit.data import Dataset
-            >>> toy = Dataset(np.zeros((4, 2, 3)), np.array([0, 1, 1, 2]), num_classes=3, name="toy")
+            >>> toy = Dataset(
+            ...     np.zeros((4, 2, 3)),
+            ...     np.array([0, 1, 1, 2]),
+            ...     num_classes=3,
+            ...     name="toy",
+            ... )
             >>> toy.take(2).labels.tolist()
             [0, 1]
             >>> toy.take(5)
@@ -259,8 +279,16 @@ class Dataset:
         Examples:
             >>> import jax, numpy as np
             >>> from snrkit.data import Dataset
-            >>> toy = Dataset(np.zeros((4, 2, 3)), np.array([0, 1, 1, 2]), num_classes=3, name="toy")
-            >>> a, b = toy.subset(jax.random.key(0), 3), toy.subset(jax.random.key(0), 3)
+            >>> toy = Dataset(
+            ...     np.zeros((4, 2, 3)),
+            ...     np.array([0, 1, 1, 2]),
+            ...     num_classes=3,
+            ...     name="toy",
+            ... )
+            >>> a, b = (
+            ...     toy.subset(jax.random.key(0), 3),
+            ...     toy.subset(jax.random.key(0), 3),
+            ... )
             >>> a.num_examples, a.labels.tolist() == b.labels.tolist()
             (3, True)
         """
@@ -274,7 +302,12 @@ class Dataset:
         Examples:
             >>> import numpy as np
             >>> from snrkit.data import Dataset
-            >>> toy = Dataset(np.zeros((4, 2, 3)), np.array([0, 1, 1, 2]), num_classes=3, name="toy")
+            >>> toy = Dataset(
+            ...     np.zeros((4, 2, 3)),
+            ...     np.array([0, 1, 1, 2]),
+            ...     num_classes=3,
+            ...     name="toy",
+            ... )
             >>> toy.class_counts().tolist()
             [1, 2, 1]
         """
@@ -300,7 +333,8 @@ def load_digits() -> Dataset:
         >>> from snrkit.data import load_digits
         >>> digits = load_digits()
         >>> digits
-        Dataset(name='digits', images=float32[1797,8,8], labels=int32[1797], num_classes=10)
+        Dataset(name='digits', images=float32[1797,8,8], labels=int32[1797],
+                num_classes=10)
         >>> float(digits.images.max()), digits.class_counts().tolist()[:3]
         (1.0, [178, 182, 177])
     """
@@ -424,11 +458,15 @@ def load_mnist(path: str | os.PathLike[str], *, split: str = "t10k") -> Dataset:
         >>> folder = Path(tempfile.mkdtemp())
         >>> images = np.full((2, 28, 28), 255, np.uint8)
         >>> _ = (folder / "t10k-images-idx3-ubyte").write_bytes(
-        ...     struct.pack(">iIII", 2051, 2, 28, 28) + images.tobytes())
-        >>> _ = (folder / "t10k-labels-idx1-ubyte").write_bytes(struct.pack(">iI", 2049, 2) + bytes([7, 3]))
+        ...     struct.pack(">iIII", 2051, 2, 28, 28) + images.tobytes()
+        ... )
+        >>> _ = (folder / "t10k-labels-idx1-ubyte").write_bytes(
+        ...     struct.pack(">iI", 2049, 2) + bytes([7, 3])
+        ... )
         >>> mnist = load_mnist(folder)
         >>> mnist, mnist.labels.tolist(), float(mnist.images.max())
-        (Dataset(name='mnist', images=float32[2,28,28], labels=int32[2], num_classes=10), [7, 3], 1.0)
+        (Dataset(name='mnist', images=float32[2,28,28], labels=int32[2],
+                 num_classes=10), [7, 3], 1.0)
         >>> shutil.rmtree(folder)
     """
     if not isinstance(path, str | os.PathLike):
@@ -556,7 +594,7 @@ def load(name: str, *, mnist_dir: str | os.PathLike[str] | None = None) -> Datas
         >>> load("mnist")
         Traceback (most recent call last):
         ...
-        ValueError: load('mnist') needs mnist_dir, the folder holding the MNIST IDX files ...
+        ValueError: load('mnist') needs mnist_dir, the folder holding ...
     """
     key = name.strip().lower() if isinstance(name, str) else name
     if key == "digits":

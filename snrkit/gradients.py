@@ -20,7 +20,9 @@ Examples:
     >>> from snrkit import data, gradients, nets
     >>> digits = data.load_digits().take(256)
     >>> net = nets.mlp((64, 10))
-    >>> grad = gradients.full_batch_gradient(net, net.init(jax.random.key(0)), digits)
+    >>> grad = gradients.full_batch_gradient(
+    ...     net, net.init(jax.random.key(0)), digits
+    ... )
     >>> law = sk.ForwardGradient(probe="gaussian").given(grad)
     >>> law.num_coordinates
     650
@@ -194,7 +196,10 @@ def full_batch_gradient(
         >>> from snrkit.gradients import full_batch_gradient
         >>> def loss(w, x, y):
         ...     return jnp.mean((x @ w - y) ** 2)
-        >>> x, y = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([1.0, 0.0, 2.0])
+        >>> x, y = (
+        ...     np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+        ...     np.array([1.0, 0.0, 2.0]),
+        ... )
         >>> grad = full_batch_gradient(loss, np.zeros(2), (x, y), chunk_size=2)
         >>> np.asarray(grad, float).round(4).tolist()
         [-7.3333, -9.3333]
@@ -246,8 +251,13 @@ def minibatch_gradient(
         >>> from snrkit.gradients import minibatch_gradient
         >>> def loss(w, x, y):
         ...     return jnp.mean((x @ w - y) ** 2)
-        >>> x, y = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([1.0, 0.0, 2.0])
-        >>> grad = minibatch_gradient(jax.random.key(0), loss, np.zeros(2), (x, y), batch_size=2)
+        >>> x, y = (
+        ...     np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+        ...     np.array([1.0, 0.0, 2.0]),
+        ... )
+        >>> grad = minibatch_gradient(
+        ...     jax.random.key(0), loss, np.zeros(2), (x, y), batch_size=2
+        ... )
         >>> grad.shape
         (2,)
     """
@@ -290,8 +300,13 @@ def per_example_gradients(loss: Network | LossFn, params: Params, x: Array, y: A
         >>> from snrkit.gradients import per_example_gradients
         >>> def loss(w, x, y):
         ...     return jnp.mean((x @ w - y) ** 2)
-        >>> x, y = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([1.0, 0.0, 2.0])
-        >>> grads = per_example_gradients(loss, np.zeros(2), x, y)   # -2 y_b x_b at w = 0
+        >>> x, y = (
+        ...     np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+        ...     np.array([1.0, 0.0, 2.0]),
+        ... )
+        >>> grads = per_example_gradients(
+        ...     loss, np.zeros(2), x, y
+        ... )  # -2 y_b x_b at w = 0
         >>> np.asarray(grads, float).tolist()
         [[-2.0, -4.0], [0.0, 0.0], [-20.0, -24.0]]
     """
@@ -327,7 +342,11 @@ def evaluate(
         >>> from snrkit import nets
         >>> from snrkit.gradients import evaluate
         >>> net = nets.mlp((2, 3))
-        >>> loss, acc = evaluate(net, net.init(jax.random.key(0)), (np.zeros((3, 2)), np.array([0, 1, 2])))
+        >>> loss, acc = evaluate(
+        ...     net,
+        ...     net.init(jax.random.key(0)),
+        ...     (np.zeros((3, 2)), np.array([0, 1, 2])),
+        ... )
         >>> round(loss, 4), round(acc, 4)
         (1.0986, 0.3333)
     """
@@ -347,9 +366,19 @@ class Checkpoint:
         >>> import jax, numpy as np
         >>> from snrkit import nets
         >>> from snrkit.gradients import train
-        >>> x, y = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([0, 1, 2])
-        >>> first, last = train(jax.random.key(0), nets.mlp((2, 3)), (x, y), steps=20,
-        ...                     batch_size=3, learning_rate=0.1, optimizer="sgd")
+        >>> x, y = (
+        ...     np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+        ...     np.array([0, 1, 2]),
+        ... )
+        >>> first, last = train(
+        ...     jax.random.key(0),
+        ...     nets.mlp((2, 3)),
+        ...     (x, y),
+        ...     steps=20,
+        ...     batch_size=3,
+        ...     learning_rate=0.1,
+        ...     optimizer="sgd",
+        ... )
         >>> first.step, last.step, last.loss < first.loss
         (0, 20, True)
     """
@@ -449,9 +478,20 @@ def train(
         >>> import jax, numpy as np
         >>> from snrkit import nets
         >>> from snrkit.gradients import train
-        >>> x, y = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([0, 1, 2])
-        >>> saved = train(jax.random.key(0), nets.mlp((2, 3)), (x, y), steps=20, batch_size=3,
-        ...               learning_rate=0.1, checkpoints=(0, 10, 20), optimizer="sgd")
+        >>> x, y = (
+        ...     np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+        ...     np.array([0, 1, 2]),
+        ... )
+        >>> saved = train(
+        ...     jax.random.key(0),
+        ...     nets.mlp((2, 3)),
+        ...     (x, y),
+        ...     steps=20,
+        ...     batch_size=3,
+        ...     learning_rate=0.1,
+        ...     checkpoints=(0, 10, 20),
+        ...     optimizer="sgd",
+        ... )
         >>> [c.step for c in saved], saved[-1].loss < saved[0].loss
         ([0, 10, 20], True)
     """
@@ -533,9 +573,18 @@ def gradient_at(
         >>> import jax, jax.numpy as jnp, numpy as np
         >>> from snrkit import nets
         >>> from snrkit.gradients import gradient_at
-        >>> x, y = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([0, 1, 2])
-        >>> params, grad = gradient_at(jax.random.key(0), nets.mlp((2, 3)), (x, y), step=5,
-        ...                            learning_rate=0.1, optimizer="sgd")
+        >>> x, y = (
+        ...     np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+        ...     np.array([0, 1, 2]),
+        ... )
+        >>> params, grad = gradient_at(
+        ...     jax.random.key(0),
+        ...     nets.mlp((2, 3)),
+        ...     (x, y),
+        ...     step=5,
+        ...     learning_rate=0.1,
+        ...     optimizer="sgd",
+        ... )
         >>> jax.tree.map(jnp.shape, grad)
         [{'b': (3,), 'w': (2, 3)}]
     """

@@ -22,23 +22,36 @@ Examples:
     >>> import jax, jax.numpy as jnp, snrkit as sk
     >>> law = sk.ForwardGradient().given(jnp.array([3.0, 4.0]))
     >>> m = sk.monte_carlo(law, jax.random.key(0), 4096, batches=32)
-    >>> sk.stats.compare_variance(m, law).holds    # Var[g_i] = ‖∇‖² + ∇ᵢ² holds
+    >>> # Var[g_i] = ‖∇‖² + ∇ᵢ² holds
+    >>> sk.stats.compare_variance(m, law).holds
     True
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial, reduce
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from snrkit.core.law import Law
 from snrkit.core.numerics import batch_variance_sd
+from snrkit.core.sharding import (
+    AXIS,
+    Devices,
+    check_devices,
+    gather,
+    replicate,
+    sample_mesh,
+    spread,
+)
 from snrkit.core.tree import PyTree, leaf_paths, ravel_host, unravel_host
 from snrkit.core.validation import check_int, check_key
 
@@ -59,10 +72,12 @@ class Moments:
     [`compare_mean`][snrkit.stats.compare_mean]. With samples $x_1,\dots,x_N$:
 
     $$
-    \bar x = \frac1N\sum_s x_s,\qquad
+    \begin{aligned}
+    \bar x &= \frac1N\sum_s x_s,\qquad
     s^2 = \frac{1}{N-1}\sum_s (x_s-\bar x)^2,\qquad
-    m_4 = \frac1N\sum_s (x_s-\bar x)^4,\qquad
-    \operatorname{se}(s^2) = \sqrt{\frac{m_4}{N} - \frac{s^4(N-3)}{N(N-1)}}.
+    m_4 = \frac1N\sum_s (x_s-\bar x)^4,\\
+    \operatorname{se}(s^2) &= \sqrt{\frac{m_4}{N} - \frac{s^4(N-3)}{N(N-1)}}.
+    \end{aligned}
     $$
 
     Attributes:
@@ -77,10 +92,15 @@ class Moments:
 
     Examples:
         >>> import numpy as np, snrkit as sk
-        >>> m = sk.moments_from_samples({"w": np.array([[1.0], [2.0], [3.0], [4.0]])}, batches=2)
+        >>> m = sk.moments_from_samples(
+        ...     {"w": np.array([[1.0], [2.0], [3.0], [4.0]])}, batches=2
+        ... )
         >>> m.num_samples, m.mean["w"].tolist(), round(float(m.var["w"][0]), 4)
         (4, [2.5], 1.6667)
-        >>> round(float(m.fourth_moment["w"][0]), 4), round(float(m.var_stderr["w"][0]), 4)
+        >>> (
+        ...     round(float(m.fourth_moment["w"][0]), 4),
+        ...     round(float(m.var_stderr["w"][0]), 4),
+        ... )
         (2.5625, 0.6396)
         >>> m.batch_means["w"].tolist(), m.batch_sizes.tolist()
         ([[1.5], [3.5]], [2, 2])
@@ -102,7 +122,7 @@ class Moments:
         Examples:
             >>> import numpy as np, snrkit as sk
             >>> m = sk.moments_from_samples(np.array([[1.0], [2.0], [3.0], [4.0]]))
-            >>> round(float(m.mean_stderr[0]), 4)    # √(1.6667 / 4)
+            >>> round(float(m.mean_stderr[0]), 4)  # √(1.6667 / 4)
             0.6455
         """
         return jax.tree_util.tree_map(lambda v: np.sqrt(v / self.num_samples), self.var)
@@ -159,7 +179,9 @@ def default_chunk_size(law: Law) -> int:
         >>> from snrkit.montecarlo import default_chunk_size
         >>> default_chunk_size(sk.ForwardGradient().given(jnp.ones(2)))
         4096
-        >>> default_chunk_size(sk.ForwardGradient(directions=4).given(jnp.ones(1_000_000)))
+        >>> default_chunk_size(
+        ...     sk.ForwardGradient(directions=4).given(jnp.ones(1_000_000))
+        ... )
         4
     """
     itemsize = jnp.dtype(law.dtype).itemsize
@@ -176,6 +198,7 @@ def monte_carlo(
     *,
     batches: int = 1,
     on_progress: ProgressFn | None = None,
+    devices: Devices = None,
 ) -> Moments:
     r"""Sample `num_samples` estimates from `law` and return their moments.
 
@@ -189,6 +212,23 @@ def monte_carlo(
     variance $s^2$, fourth central moment $m_4$ and
     $\operatorname{se}(s^2) = \sqrt{m_4/N - s^4(N-3)/(N(N-1))}$.
 
+    On $D > 1$ devices ([Many devices](../howto/many-devices.md)) each device draws whole
+    chunks, the very chunks one device draws (same first index, same shape), so every
+    sample has the same bits as on one device. A device adds its chunks to float64 power
+    sums of its own, and the host adds the devices' sums in device order. The result for
+    the same `key`, `num_samples`, `chunk_size` and `batches` is that of one device:
+
+    - bit for bit when `batches >= D`: each device takes whole batches and sums them in
+      one device's order;
+    - otherwise each batch is cut into $\lfloor D/\text{batches}\rfloor$ runs of chunks
+      summed apart, so the power sums $S_k = \sum_s d_s^k$ differ from one device's by
+      float64 rounding of another order of addition,
+      $|\Delta S_k| \le 2N\varepsilon\sum_s |d_s|^k$ ($\varepsilon = 2^{-52}$): the
+      moments agree to a relative $10^{-11}$ at $N = 10^4$, far below their standard
+      errors.
+
+    Every process of a multi-process run (`jax.distributed`) gets the same result.
+
     Args:
         law: the law to sample, e.g. `sk.ForwardGradient().given(grad)`.
         key: a JAX key, e.g. `jax.random.key(0)`.
@@ -198,15 +238,21 @@ def monte_carlo(
         batches: group the samples in this many batches of consecutive indices and also
             report each batch's mean and variance (used by the distribution-free tests in
             [`snrkit.stats`][snrkit.stats]).
-        on_progress: called as `on_progress(samples_done, num_samples)` after each chunk.
+        on_progress: called as `on_progress(samples_done, num_samples)` after each chunk
+            (on several devices, after each chunk of every device).
+        devices: the devices to spread the samples over, e.g. `jax.devices()[:1]`; `None`
+            (the default) for all of them, `jax.devices()`. One device runs on that device
+            alone, with no sharding.
 
     Returns:
         The sampled moments.
 
     Raises:
-        TypeError: `law` is not a [`Law`][snrkit.core.law.Law], or `key` is not a JAX key.
-        ValueError: `num_samples`, `batches` or `chunk_size` is less than 1, or
-            `batches > num_samples`.
+        TypeError: `law` is not a [`Law`][snrkit.core.law.Law], `key` is not a JAX key, or
+            `devices` is not a sequence of `jax.Device`.
+        ValueError: `num_samples`, `batches` or `chunk_size` is less than 1,
+            `batches > num_samples`, or `devices` is empty, repeats a device or mixes
+            platforms.
 
     Examples:
         >>> import jax, jax.numpy as jnp, numpy as np, snrkit as sk
@@ -215,13 +261,23 @@ def monte_carlo(
         >>> m = sk.monte_carlo(law, key, 8192, batches=32)
         >>> m.num_samples, m.num_batches
         (8192, 32)
-        >>> sk.stats.compare_variance(m, law).holds   # m.var is close to law.var() = [34, 41]
+        >>> sk.stats.compare_variance(
+        ...     m, law
+        ... ).holds  # m.var is close to law.var() = [34, 41]
         True
 
         The chunk size changes the memory used, not the samples:
 
         >>> m2 = sk.monte_carlo(law, key, 8192, chunk_size=1000, batches=32)
         >>> bool(np.allclose(m.flat("var"), m2.flat("var"), rtol=1e-12))
+        True
+
+        Nor do the devices (here all of them, and the first alone):
+
+        >>> m3 = sk.monte_carlo(
+        ...     law, key, 8192, batches=32, devices=jax.devices()[:1]
+        ... )
+        >>> bool(np.array_equal(m.flat("var"), m3.flat("var")))
         True
     """
     _check_law(law)
@@ -239,19 +295,19 @@ def monte_carlo(
         # compiled step (each chunk size compiles its own), at most doubling the draws of the last chunk.
         largest = 1 << (largest - 1).bit_length()
     chunk = min(chunk, largest)
+    devices = check_devices(devices)
 
-    with jax.enable_x64(True):
+    # one device: today's loop, on that device; several: whole chunks handed to each
+    place = jax.default_device(devices[0]) if len(devices) == 1 else contextlib.nullcontext()
+    with jax.enable_x64(True), place:
         shift = jnp.asarray(np.asarray(law.flat_mean(), dtype=np.float64))
+        if len(devices) == 1:
+            batch_sums = _batch_sums(law, key, bounds, chunk, shift, on_progress)
+        else:
+            batch_sums = _sharded_batch_sums(law, key, bounds, chunk, shift, on_progress, devices)
         totals = np.zeros((4, n))
         batch_stats = []
-        for b in range(batches):
-            state = tuple(jnp.zeros(n, jnp.float64) for _ in range(4))
-            for start in range(bounds[b], bounds[b + 1], chunk):
-                valid = min(chunk, bounds[b + 1] - start)
-                state = _accumulate(law.sampler, chunk, law.sampling_args, key, np.uint32(start), valid, shift, state)
-                if on_progress is not None:
-                    on_progress(start + valid, num)
-            sums = np.stack([np.asarray(x) for x in state])
+        for b, sums in enumerate(batch_sums):
             totals += sums
             batch_stats.append(_mean_var(sums, bounds[b + 1] - bounds[b]))
         shift_host = np.asarray(shift)
@@ -259,8 +315,70 @@ def monte_carlo(
     return _moments(totals, num, shift_host, batch_stats, bounds, law.grad)
 
 
-@partial(jax.jit, static_argnums=(0, 1), donate_argnums=(7,))
-def _accumulate(
+def _batch_sums(
+    law: Law, key: jax.Array, bounds: list[int], chunk: int, shift: jax.Array, on_progress: ProgressFn | None
+) -> Iterator[np.ndarray]:
+    """Each batch's power sums 1..4 about `shift`, shape `(4, n)`: its chunks folded in order on one device."""
+    for b in range(len(bounds) - 1):
+        state = tuple(jnp.zeros(shift.size, jnp.float64) for _ in range(4))
+        for start in range(bounds[b], bounds[b + 1], chunk):
+            valid = min(chunk, bounds[b + 1] - start)
+            state = _accumulate(law.sampler, chunk, law.sampling_args, key, np.uint32(start), valid, shift, state)
+            if on_progress is not None:
+                on_progress(start + valid, bounds[-1])
+        yield np.stack([np.asarray(x) for x in state])
+
+
+def _sharded_batch_sums(
+    law: Law, key: jax.Array, bounds: list[int], chunk: int, shift: jax.Array, on_progress: ProgressFn | None,
+    devices: tuple[jax.Device, ...],
+) -> Iterator[np.ndarray]:
+    """What `_batch_sums` yields, with the chunks of one device handed out whole to `devices`.
+
+    The chunks are those of one device (starts `bounds[b] + k * chunk`, `chunk` samples
+    drawn). Each batch is cut into `segments = max(1, D // batches)` runs of consecutive
+    chunks; a device folds one run in order into sums of its own, `D` runs at a time, and a
+    batch's sums are its runs' sums added in run order on the host. With one run per batch
+    (`batches >= D`) that is one device's order of addition, so the sums are the same bits.
+    """
+    mesh, width = sample_mesh(devices), len(devices)
+    segments = max(1, width // (len(bounds) - 1))
+    runs = []
+    for b in range(len(bounds) - 1):
+        chunks = [(start, min(chunk, bounds[b + 1] - start)) for start in range(bounds[b], bounds[b + 1], chunk)]
+        runs += [chunks[j * len(chunks) // segments : (j + 1) * len(chunks) // segments] for j in range(segments)]
+    args, key, shift = replicate((law.sampling_args, key, shift), mesh)
+    zeros = _sharded_zeros(mesh, (width, shift.size))
+    done, parts = 0, []
+    for first in range(0, len(runs), width):
+        group = runs[first : first + width]
+        state = tuple(zeros() for _ in range(4))
+        for step in range(max(len(run) for run in group)):
+            starts, valids = np.zeros(width, np.uint32), np.zeros(width, np.int64)
+            for d, run in enumerate(group):
+                if step < len(run):
+                    starts[d], valids[d] = run[step]
+            state = _accumulate_sharded(
+                mesh, law.sampler, chunk, args, key, spread(starts, mesh), spread(valids, mesh), shift, state
+            )
+            done += int(valids.sum())
+            if on_progress is not None:
+                on_progress(done, bounds[-1])
+        per_device = np.stack(gather(state), axis=1)  # (D, 4, n)
+        for d in range(len(group)):
+            parts.append(per_device[d])
+            if len(parts) == segments:
+                yield reduce(np.add, parts)  # left to right: run 0 first
+                parts = []
+
+
+@cache
+def _sharded_zeros(mesh: Mesh, shape: tuple[int, int]) -> Callable[[], jax.Array]:
+    """A compiled `jnp.zeros(shape, float64)`, row `d` on device `d` of `mesh`."""
+    return jax.jit(lambda: jnp.zeros(shape, jnp.float64), out_shardings=NamedSharding(mesh, P(AXIS)))
+
+
+def _fold(
     sampler: Callable, chunk: int, args: Any, key: jax.Array, start: jax.Array, valid: jax.Array, shift: jax.Array, state: tuple
 ) -> tuple:
     """Add the power sums 1..4 of one chunk's deviations from `shift` to `state`.
@@ -280,6 +398,31 @@ def _accumulate(
     return jax.lax.fori_loop(0, valid, add, state)
 
 
+_accumulate = jax.jit(_fold, static_argnums=(0, 1), donate_argnums=(7,))
+"""`_fold` compiled: the one-device step."""
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2), donate_argnums=(8,))
+def _accumulate_sharded(
+    mesh: Mesh, sampler: Callable, chunk: int, args: Any, key: jax.Array, starts: jax.Array, valids: jax.Array,
+    shift: jax.Array, state: tuple,
+) -> tuple:
+    """`_fold` on every device of `mesh` at once: device `d` folds the chunk at `starts[d]` (its first
+    `valids[d]` samples) into its own sums, row `d` of each `state` array; with `valids[d] == 0` it draws nothing."""
+
+    def local(args: Any, key: jax.Array, starts: jax.Array, valids: jax.Array, shift: jax.Array, state: tuple) -> tuple:
+        mine = tuple(s[0] for s in state)
+        mine = jax.lax.cond(
+            valids[0] > 0, lambda st: _fold(sampler, chunk, args, key, starts[0], valids[0], shift, st), lambda st: st, mine
+        )
+        return tuple(s[None] for s in mine)
+
+    # each device computes alone (no collectives): the check of varying axes is off, as in `estimates`
+    return jax.shard_map(
+        local, mesh=mesh, in_specs=(P(), P(), P(AXIS), P(AXIS), P(), P(AXIS)), out_specs=P(AXIS), check_vma=False
+    )(args, key, starts, valids, shift, state)
+
+
 def sample_norms(law: Law, key: jax.Array, num_samples: int, chunk_size: int | None = None) -> np.ndarray:
     r"""$\|g\|$ of each of `num_samples` estimates: the same samples as `law.sample(key, num_samples)`, drawn in chunks.
 
@@ -297,7 +440,11 @@ def sample_norms(law: Law, key: jax.Array, num_samples: int, chunk_size: int | N
 
         >>> import jax, jax.numpy as jnp, snrkit as sk
         >>> from snrkit.montecarlo import sample_norms
-        >>> sample_norms(sk.ForwardGradient("rademacher").given(jnp.array([3.0])), jax.random.key(0), 4).tolist()
+        >>> sample_norms(
+        ...     sk.ForwardGradient("rademacher").given(jnp.array([3.0])),
+        ...     jax.random.key(0),
+        ...     4,
+        ... ).tolist()
         [3.0, 3.0, 3.0, 3.0]
     """
     _check_law(law)
@@ -349,7 +496,9 @@ def moments_from_samples(samples: PyTree, *, batches: int = 1) -> Moments:
         >>> x = jnp.array([3.0, 4.0])
         >>> est = sk.ForwardGradient()
         >>> keys = jax.random.split(jax.random.key(0), 2048)
-        >>> draws = jax.vmap(lambda k: est.estimate(k, lambda w: jnp.dot(w, x), jnp.zeros(2)))(keys)
+        >>> draws = jax.vmap(
+        ...     lambda k: est.estimate(k, lambda w: jnp.dot(w, x), jnp.zeros(2))
+        ... )(keys)
         >>> m = sk.moments_from_samples(draws, batches=16)
         >>> m.num_samples, m.var.shape
         (2048, (2,))

@@ -176,7 +176,7 @@ def mlp_apply(params: Sequence[dict[str, Array]], x: Array) -> Array:
         >>> import jax, jax.numpy as jnp
         >>> from snrkit.nets import mlp_apply, mlp_init
         >>> params = mlp_init(jax.random.key(0), (4, 8, 3))
-        >>> mlp_apply(params, jnp.ones((5, 2, 2))).shape   # 2x2 images, flattened
+        >>> mlp_apply(params, jnp.ones((5, 2, 2))).shape  # 2x2 images, flattened
         (5, 3)
     """
     x = jnp.asarray(x)
@@ -237,9 +237,12 @@ def cnn_init(
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from snrkit.nets import cnn_init
-        >>> params = cnn_init(jax.random.key(0), (8, 8), num_classes=10, channels=(2,))
+        >>> params = cnn_init(
+        ...     jax.random.key(0), (8, 8), num_classes=10, channels=(2,)
+        ... )
         >>> jax.tree.map(jnp.shape, params)
-        {'convs': [{'b': (2,), 'w': (3, 3, 1, 2)}], 'dense': {'b': (10,), 'w': (32, 10)}}
+        {'convs': [{'b': (2,), 'w': (3, 3, 1, 2)}],
+         'dense': {'b': (10,), 'w': (32, 10)}}
     """
     image_shape, num_classes, channels = _check_cnn_args(image_shape, num_classes, channels)
     (h, w), ins = image_shape, (1, *channels[:-1])
@@ -292,7 +295,9 @@ def cnn_apply(params: dict[str, Any], x: Array) -> Array:
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from snrkit.nets import cnn_apply, cnn_init
-        >>> params = cnn_init(jax.random.key(0), (8, 8), num_classes=10, channels=(2,))
+        >>> params = cnn_init(
+        ...     jax.random.key(0), (8, 8), num_classes=10, channels=(2,)
+        ... )
         >>> cnn_apply(params, jnp.zeros((5, 8, 8))).shape
         (5, 10)
     """
@@ -399,7 +404,7 @@ class Network:
         >>> net = mlp((64, 32, 10))
         >>> net.name
         'mlp-64-32-10'
-        >>> net is mlp([64, 32, 10])   # cached: compiled code is shared
+        >>> net is mlp([64, 32, 10])  # cached: compiled code is shared
         True
     """
 
@@ -483,7 +488,10 @@ def mlp_layers(params: Sequence[dict[str, Array]], x: Array) -> list[tuple[Array
         >>> import jax, jax.numpy as jnp
         >>> from snrkit.nets import mlp_init, mlp_layers
         >>> params = mlp_init(jax.random.key(0), (4, 8, 3))
-        >>> [tuple(a.shape for a in layer) for layer in mlp_layers(params, jnp.ones((5, 4)))]
+        >>> [
+        ...     tuple(a.shape for a in layer)
+        ...     for layer in mlp_layers(params, jnp.ones((5, 4)))
+        ... ]
         [((5, 4), (5, 8), (4, 8)), ((5, 8), (5, 3), (8, 3))]
     """
     h = jnp.asarray(x).reshape(jnp.shape(x)[0], -1).astype(params[0]["w"].dtype)
@@ -618,7 +626,7 @@ def mlp_num_params(widths: Sequence[int]) -> int:
 
     Examples:
         >>> from snrkit.nets import mlp_num_params
-        >>> mlp_num_params((64, 32, 10))   # 65 * 32 + 33 * 10
+        >>> mlp_num_params((64, 32, 10))  # 65 * 32 + 33 * 10
         2410
     """
     widths = _check_widths(widths)

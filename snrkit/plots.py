@@ -1,269 +1,635 @@
-r"""Figures from tidy frames: each function draws what a frame holds and computes nothing else.
+r"""Figures from tidy frames, drawn in one house style: each function draws what a frame holds.
 
-The numbers come from [`snrkit.sweeps`][snrkit.sweeps] (and the fitted slopes from
-[snrkit.sweeps.fit_loglog_slope][]) or [`snrkit.report`][snrkit.report]; here they are only
-drawn. Figures are built with `matplotlib.figure.Figure` rather than `matplotlib.pyplot`, so
-no GUI backend is needed or selected (nothing here calls `matplotlib.use`), nothing
-accumulates in pyplot's global figure list in long sweeps, and a notebook still displays the
-returned figure.
+The numbers come from [`snrkit.sweeps`][snrkit.sweeps] or [`snrkit.report`][snrkit.report];
+here they are only drawn. Every figure follows the style guide of the contributor docs
+([Figure style](../contributing.md#figure-style)); the means to follow it are public, so a
+notebook draws its own figures the same way:
 
-Functions take an optional `ax` to draw into an existing figure; they return the figure
-the axes belong to. [`save`][snrkit.plots.save] writes a PNG.
+- [`style`][snrkit.plots.style]: the fonts, sizes and number formats of every figure;
+- [`figure`][snrkit.plots.figure]: a figure of panels, 6.4 in wide (the docs column);
+- [`PALETTE`][snrkit.plots.PALETTE] and [`category_colours`][snrkit.plots.category_colours]:
+  one colour-blind-safe colour per category, never cycled;
+- [`PROBE_MARKERS`][snrkit.plots.PROBE_MARKERS] and
+  [`VERDICT_COLOURS`][snrkit.plots.VERDICT_COLOURS]: the marker of each probe and the
+  colour of each verdict, the same in every figure and table;
+- [`identity_line`][snrkit.plots.identity_line], [`slope_guide`][snrkit.plots.slope_guide],
+  [`reference_line`][snrkit.plots.reference_line]: reference lines, dark grey, on top,
+  labelled;
+- [`set_scale`][snrkit.plots.set_scale]: log only over a decade or more, at most six ticks;
+- [`legend_below`][snrkit.plots.legend_below]: a legend under the panels, never over data.
+
+Figures are `matplotlib.figure.Figure` objects, not `pyplot` ones: no GUI backend is needed or
+selected, nothing accumulates in pyplot's figure list, and a notebook still displays the
+returned figure. The plotting functions take an optional `fig` (a figure or a subfigure) to
+draw into and return the top-level figure; [`save`][snrkit.plots.save] writes a PNG.
 
 Examples:
     >>> import pandas as pd
     >>> from snrkit import plots
-    >>> frame = pd.DataFrame({"formula": "snrkit exact", "predicted": [1.0, 2.0],
-    ...                       "measured": [1.1, 1.9]})
+    >>> frame = pd.DataFrame(
+    ...     {
+    ...         "claim": "snrkit exact law",
+    ...         "probe": "gaussian",
+    ...         "verdict": "holds",
+    ...         "predicted": [1.0, 20.0],
+    ...         "measured": [1.1, 19.0],
+    ...     }
+    ... )
     >>> type(plots.plot_parity(frame)).__name__
     'Figure'
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
-import seaborn as sns
+from cycler import cycler
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, FigureBase
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import LogLocator, MaxNLocator, ScalarFormatter
 
-from snrkit import sweeps
-
-__all__ = ["plot_parity", "plot_snr_vs_params", "plot_thread_check", "save"]
+__all__ = [
+    "DPI",
+    "FIGURE_WIDTH",
+    "PALETTE",
+    "PANEL_HEIGHT",
+    "PROBE_MARKERS",
+    "RC",
+    "REFERENCE_COLOUR",
+    "VERDICT_COLOURS",
+    "category_colours",
+    "figure",
+    "identity_line",
+    "legend_below",
+    "plot_parity",
+    "plot_snr_vs_params",
+    "plot_thread_check",
+    "probe_marker",
+    "reference_line",
+    "save",
+    "set_scale",
+    "slope_guide",
+    "style",
+]
 
 DPI = 120
 """Resolution of [`save`][snrkit.plots.save], in dots per inch."""
+FIGURE_WIDTH = 6.4
+"""Width of every figure, in inches: 768 px at [`DPI`][snrkit.plots.DPI], shown at the docs
+column's 700 px without its text shrinking below legibility."""
+PANEL_HEIGHT = 4.0
+"""Height of a single panel, in inches; a row of two panels side by side is lower."""
 
-_METRIC_NAMES = {
-    "mean_entry_snr": r"mean entry SNR, mean$_i\ \mathbb{E}[g_i]^2/\mathrm{Var}[g_i]$",
-    "aggregate_snr": r"aggregate SNR, $\|\mathbb{E}g\|^2/\mathrm{tr\,Cov}[g]$",
-    "efficiency": r"efficiency, floor / $\mathbb{E}\|g-\nabla\|^2$",
+PALETTE: tuple[str, ...] = (
+    "#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#56b4e9", "#fbafe4", "#ece133",
+)
+"""Category colours: seaborn's `"colorblind"` palette without its grey (reference lines could
+be mistaken for it), its two palest colours last. Nine colours; more categories are faceted,
+never cycled."""
+REFERENCE_COLOUR = "#333333"
+"""Dark grey of every reference line (identity, slope guide, floor)."""
+PROBE_MARKERS: Mapping[str, str] = {"gaussian": "o", "rademacher": "s", "uniform": "^", "—": "D"}
+"""Marker of each probe in every figure; `"—"` is an estimator with no probe to choose."""
+VERDICT_COLOURS: Mapping[str, str] = {"holds": "#029e73", "refuted": "#d55e00", "not resolved": "#de8f05"}
+"""Colour of each verdict (figure facets, the report's and the ledger's tables)."""
+
+RC: Mapping[str, Any] = {
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "legend.title_fontsize": 9,
+    "legend.frameon": False,
+    "axes.prop_cycle": cycler(color=PALETTE),
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    # ×10⁻³ offsets instead of six-decimal tick labels
+    "axes.formatter.use_mathtext": True,
+    "axes.formatter.limits": (-2, 3),
+    "errorbar.capsize": 2,
+    "lines.linewidth": 1.5,
 }
-# Metrics with a line of reference: an efficiency of 1 is the floor of unbiased estimators.
-_REFERENCES = {"efficiency": (1.0, "floor of unbiased estimators")}
-# Estimators with similar SNR overlap on a log scale (K=4 and 4 blocks both give ~4/n), so
-# line styles, not only colours, tell them apart.
+"""The matplotlib settings of [`style`][snrkit.plots.style]; `matplotlib.rcParams.update(RC)`
+applies them for a whole session."""
+
 _LINESTYLES = ("-", "--", "-.", ":")
+# One marker per colour of the palette: within a panel, colour and marker together name an estimator.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h", "*")
+_MAX_TICKS = 6
+
+
+def style() -> contextlib.AbstractContextManager[None]:
+    """The house style for the figures drawn inside a `with` block.
+
+    Returns:
+        A context manager that applies [`RC`][snrkit.plots.RC] (fonts of 9 pt and up, the
+        colour-blind-safe [`PALETTE`][snrkit.plots.PALETTE], scaled tick labels) and restores
+        the previous settings on exit.
+
+    Examples:
+        >>> import matplotlib
+        >>> from snrkit import plots
+        >>> with plots.style():
+        ...     matplotlib.rcParams["legend.fontsize"]
+        9.0
+    """
+    return matplotlib.rc_context(dict(RC))
+
+
+def figure(
+    rows: int = 1,
+    cols: int = 1,
+    *,
+    height: float | None = None,
+    sharex: bool = False,
+    sharey: bool = False,
+    height_ratios: Sequence[float] | None = None,
+) -> tuple[Figure, np.ndarray]:
+    """A figure [`FIGURE_WIDTH`][snrkit.plots.FIGURE_WIDTH] wide with a grid of panels.
+
+    Args:
+        rows: rows of panels.
+        cols: panels per row; panels to compare sit side by side in one row.
+        height: in inches; default [`PANEL_HEIGHT`][snrkit.plots.PANEL_HEIGHT] per row of
+            one panel, 3.2 in per row of several.
+        sharex: share the x axis of all panels (panels meant to be compared).
+        sharey: share the y axis of all panels.
+        height_ratios: relative heights of the rows.
+
+    Returns:
+        `(figure, axes)`, `axes` a `(rows, cols)` array.
+
+    Examples:
+        >>> from snrkit import plots
+        >>> fig, axes = plots.figure(1, 2, sharey=True)
+        >>> axes.shape, fig.get_size_inches().tolist()
+        ((1, 2), [6.4, 3.2])
+    """
+    if height is None:
+        height = (PANEL_HEIGHT if cols == 1 else 3.2) * rows
+    with style():
+        fig = Figure(figsize=(FIGURE_WIDTH, height), layout="constrained")
+        axes = fig.subplots(rows, cols, sharex=sharex, sharey=sharey, squeeze=False,
+                            gridspec_kw={"height_ratios": height_ratios} if height_ratios else None)
+    return fig, axes
+
+
+def category_colours(categories: Sequence[str]) -> dict[str, str]:
+    """One [`PALETTE`][snrkit.plots.PALETTE] colour per category, in order, never cycled.
+
+    Args:
+        categories: distinct names, in the order they should be coloured.
+
+    Returns:
+        `name -> colour`.
+
+    Raises:
+        ValueError: more categories than colours (facet them, or label them directly).
+
+    Examples:
+        >>> from snrkit.plots import category_colours
+        >>> category_colours(["frye-eq1", "yao-eq6"])
+        {'frye-eq1': '#0173b2', 'yao-eq6': '#de8f05'}
+    """
+    names = list(dict.fromkeys(categories))
+    if len(names) > len(PALETTE):
+        raise ValueError(
+            f"{len(names)} categories but {len(PALETTE)} distinct colours; a colour must not stand for two "
+            f"categories: split the frame into facets or label the lines directly ({names})"
+        )
+    return dict(zip(names, PALETTE))
+
+
+def probe_marker(probe: str) -> str:
+    """The marker of a probe ([`PROBE_MARKERS`][snrkit.plots.PROBE_MARKERS]).
+
+    Raises:
+        ValueError: a probe with no marker; add it to `PROBE_MARKERS`.
+
+    Examples:
+        >>> from snrkit.plots import probe_marker
+        >>> probe_marker("rademacher")
+        's'
+    """
+    try:
+        return PROBE_MARKERS[probe]
+    except KeyError:
+        raise ValueError(f"no marker for probe {probe!r}; add one to snrkit.plots.PROBE_MARKERS "
+                         f"(known: {', '.join(PROBE_MARKERS)})") from None
+
+
+def set_scale(ax: Axes, axis: str, values: Any) -> str:
+    """Log scale when the positive `values` span a decade or more, else linear; at most six ticks.
+
+    A linear axis gets a scaled notation (an offset such as $\\times 10^{-3}$) instead of
+    long decimals.
+
+    Args:
+        ax: the axes.
+        axis: `"x"` or `"y"`.
+        values: the values drawn along that axis (NaNs ignored).
+
+    Returns:
+        `"log"` or `"linear"`, the scale set.
+
+    Examples:
+        >>> from snrkit import plots
+        >>> fig, axes = plots.figure()
+        >>> ax = axes[0, 0]
+        >>> (
+        ...     plots.set_scale(ax, "x", [1e-4, 1e-1]),
+        ...     plots.set_scale(ax, "y", [1.0, 3.0]),
+        ... )
+        ('log', 'linear')
+    """
+    data = np.asarray(values, dtype=np.float64).ravel()
+    data = data[np.isfinite(data)]
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if data.size and data.min() > 0 and data.max() / data.min() >= 10:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        target.set_major_locator(LogLocator(numticks=_MAX_TICKS))
+        return "log"
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("linear")
+    target.set_major_locator(MaxNLocator(nbins=_MAX_TICKS - 1))
+    formatter = ScalarFormatter(useMathText=True)
+    formatter.set_powerlimits((-2, 3))
+    target.set_major_formatter(formatter)
+    return "linear"
+
+
+def identity_line(ax: Axes, values: Any, *, label: str) -> Line2D:
+    """The line $y = x$ over the range of the positive `values`, dark grey, on top of the data.
+
+    Examples:
+        >>> from snrkit import plots
+        >>> fig, axes = plots.figure()
+        >>> line = plots.identity_line(axes[0, 0], [0.5, 2.0, 8.0], label="y = x")
+        >>> line.get_xdata().tolist(), line.get_ydata().tolist()
+        ([0.5, 8.0], [0.5, 8.0])
+    """
+    data = np.asarray(values, dtype=np.float64).ravel()
+    data = data[np.isfinite(data) & (data > 0)]
+    lo, hi = (float(data.min()), float(data.max())) if data.size else (1.0, 1.0)
+    (line,) = ax.plot([lo, hi], [lo, hi], color=REFERENCE_COLOUR, linewidth=1.2, zorder=5, label=label, gid="identity")
+    return line
+
+
+def slope_guide(ax: Axes, slope: float, *, x: Sequence[float], through: tuple[float, float], label: str) -> Line2D:
+    r"""A dashed guide $y = y_0 (x/x_0)^{\text{slope}}$ through `through`, over `x` (straight on log-log axes).
+
+    Args:
+        ax: the axes (log-log).
+        slope: the log-log slope, e.g. $-1$ for $\propto 1/n$.
+        x: the x values the guide spans (their minimum and maximum are used).
+        through: a point $(x_0, y_0)$ on the guide; put it off the data, so the guide is
+            seen beside the lines it is compared with, not under them.
+        label: its legend text, e.g. `"slope −1"`.
+
+    Examples:
+        >>> from snrkit import plots
+        >>> fig, axes = plots.figure()
+        >>> line = plots.slope_guide(
+        ...     axes[0, 0], -1, x=[10, 1000], through=(10, 1.0), label="slope −1"
+        ... )
+        >>> [round(float(y), 6) for y in line.get_ydata()[[0, -1]]]
+        [1.0, 0.01]
+    """
+    x0, y0 = through
+    # Sampled, not two end points: on linear axes (less than a decade of data) the guide is a curve.
+    xs = np.geomspace(float(np.min(x)), float(np.max(x)), 50)
+    (line,) = ax.plot(xs, y0 * (xs / x0) ** slope, color=REFERENCE_COLOUR, linestyle="--", linewidth=1.2, zorder=5,
+                      label=label, gid="guide")
+    return line
+
+
+def reference_line(ax: Axes, level: float, *, label: str, linestyle: str = ":") -> Line2D:
+    """A horizontal reference line at `level`, dark grey (dotted by default), on top of the data.
+
+    Examples:
+        >>> from snrkit import plots
+        >>> fig, axes = plots.figure()
+        >>> plots.reference_line(axes[0, 0], 1.0, label="floor").get_ydata()
+        [1.0, 1.0]
+    """
+    return ax.axhline(level, color=REFERENCE_COLOUR, linestyle=linestyle, linewidth=1.2, zorder=5, label=label,
+                      gid="reference")
+
+
+def legend_below(
+    target: FigureBase, sections: Sequence[tuple[str, Sequence[tuple[Any, str]]]], *, ncols: int | None = None
+) -> Any:
+    """A legend under all panels of `target`, one column per section, each headed by its title.
+
+    Args:
+        target: a figure or subfigure with constrained layout.
+        sections: `(title, [(handle, text), ...])`; an empty title adds no heading. Handles
+            should look like what is drawn (the same marker, line style and colour).
+        ncols: columns; default one per section.
+
+    Returns:
+        The legend.
+
+    Examples:
+        >>> from matplotlib.lines import Line2D
+        >>> from snrkit import plots
+        >>> fig, axes = plots.figure()
+        >>> gaussian = Line2D([], [], marker="o", linestyle="none")
+        >>> legend = plots.legend_below(fig, [("probe", [(gaussian, "gaussian")])])
+        >>> [t.get_text() for t in legend.get_texts()]
+        ['probe', 'gaussian']
+    """
+    sections = [(title, list(entries)) for title, entries in sections if entries]
+    columns = [([(_blank(), title)] if title else []) + entries for title, entries in sections]
+    depth = max(len(c) for c in columns)
+    handles, texts = [], []
+    for column in columns:  # a legend fills column by column: pad each section to the same depth
+        column = column + [(_blank(), "")] * (depth - len(column))
+        handles += [h for h, _ in column]
+        texts += [t for _, t in column]
+    legend = target.legend(handles, texts, loc="outside lower center", ncols=ncols or len(columns), frameon=False,
+                           handlelength=2.2, columnspacing=1.5)
+    titles = {title for title, _ in sections if title}
+    for text in legend.get_texts():
+        if text.get_text() in titles:
+            text.set_fontweight("bold")
+    return legend
 
 
 def plot_snr_vs_params(
     frame: pd.DataFrame,
     *,
     metric: str = "mean_entry_snr",
-    ax: Axes | None = None,
-    fits: Mapping[str, tuple[float, float, float]] | None = None,
+    groups: Mapping[str, str] | None = None,
+    fig: FigureBase | None = None,
 ) -> Figure:
-    r"""SNR against the number of parameters, log-log, one colour per estimator.
+    r"""SNR (or efficiency) against the number of parameters, one panel per group of estimators.
 
-    Exact values are lines, Monte Carlo values are points with their 95 % (batch-means)
-    error bars. Each estimator's legend entry shows the fitted log-log slope $b$ of its
-    exact values, $\log \mathrm{SNR} \approx a + b \log n$, with its 95 % interval (a slope
-    of $-1$ is $\mathrm{SNR} \propto 1/n$, Frye's (2022) scaling).
+    Exact values are lines, Monte Carlo values are markers with their 95 % (batch-means)
+    intervals. Within a panel each estimator has its own colour, line style and marker, so
+    estimators whose values coincide (Gaussian and Rademacher probes differ by $O(1/n)$) stay
+    visible on top of each other; each panel's legend lists what it draws. SNR panels share
+    their axes and carry a slope $-1$ guide ($\mathrm{SNR}\propto 1/n$, Frye 2022) below the
+    data; efficiency panels carry the floor of unbiased estimators (efficiency 1) and keep
+    their own $y$ axes (biased projections reach $10^5$, unbiased estimators sit at 1).
+    Fitted slopes belong in a table beside the figure ([snrkit.report.slope_rows][]).
 
     Args:
-        frame: a frame from [snrkit.sweeps.snr_sweep][] (columns `label`, `n`,
+        frame: a frame from [snrkit.sweeps.snr_sweep][] (columns `label`, `family`, `n`,
             `source`, `metric`, `value`, `lo`, `hi`).
-        metric: which metric to draw (`"mean_entry_snr"` or `"aggregate_snr"`).
-        ax: axes to draw into; a new figure when `None`.
-        fits: `label -> (slope, lo, hi)`; by default
-            [snrkit.sweeps.fit_loglog_slope][] of the exact rows, for every label that
-            has at least two widths.
+        metric: `"mean_entry_snr"`, `"aggregate_snr"` or `"efficiency"`.
+        groups: `label -> panel title`; default one panel per `family`.
+        fig: a figure or subfigure to draw into; a new figure when `None`.
 
     Returns:
         The figure.
 
     Raises:
-        ValueError: the frame has no rows for `metric` or lacks a needed column.
+        ValueError: the frame has no rows for `metric`, lacks a needed column, or `groups`
+            misses a label.
 
     Examples:
         >>> import numpy as np, pandas as pd
         >>> from snrkit.plots import plot_snr_vs_params
-        >>> frame = pd.DataFrame({"label": "FG", "n": [1000, 4000, 16000], "source": "exact",
-        ...                       "metric": "mean_entry_snr", "value": [1e-3, 2.5e-4, 6.25e-5],
-        ...                       "lo": np.nan, "hi": np.nan})
+        >>> frame = pd.DataFrame(
+        ...     {
+        ...         "label": "FG",
+        ...         "family": "forward-gradient",
+        ...         "n": [1000, 4000, 16000],
+        ...         "source": "exact",
+        ...         "metric": "mean_entry_snr",
+        ...         "value": [1e-3, 2.5e-4, 6.25e-5],
+        ...         "lo": np.nan,
+        ...         "hi": np.nan,
+        ...     }
+        ... )
         >>> fig = plot_snr_vs_params(frame)
-        >>> type(fig).__name__, fig.axes[0].get_legend().get_texts()[0].get_text()
-        ('Figure', 'FG: slope -1.0000 [-1.0000, -1.0000]')
+        >>> [ax.get_title() for ax in fig.axes]
+        ['forward-gradient']
     """
-    _require(frame, ("label", "n", "source", "metric", "value", "lo", "hi"), "plot_snr_vs_params")
+    _require(frame, ("label", "family", "n", "source", "metric", "value", "lo", "hi"), "plot_snr_vs_params")
     rows = frame[frame["metric"] == metric]
     if rows.empty:
         raise ValueError(f"the frame has no rows with metric={metric!r}; it has {sorted(frame['metric'].unique())}")
-    fig, ax = _figure(ax, figsize=(6.4, 7.2))
     labels = list(dict.fromkeys(rows["label"]))
-    palette = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
-    if fits is None:
-        fits = {}
-        for label in labels:
-            try:
-                fits[label] = sweeps.fit_loglog_slope(rows, metric, label)
-            except ValueError:
-                pass  # fewer than two exact widths: no slope to show
-    has_mc = False
-    for index, label in enumerate(labels):
-        colour = palette[label]
-        exact = rows[(rows["label"] == label) & (rows["source"] == "exact")].sort_values("n")
-        ax.plot(
-            exact["n"], exact["value"], color=colour, linestyle=_LINESTYLES[index % len(_LINESTYLES)],
-            marker="o", markersize=3, label=_fit_label(label, fits.get(label)),
-        )
-        sampled = rows[(rows["label"] == label) & (rows["source"] == "monte_carlo")].sort_values("n")
-        if not sampled.empty:
-            has_mc = True
-            ax.errorbar(
-                sampled["n"], sampled["value"], yerr=_yerr(sampled["value"], sampled["lo"], sampled["hi"]),
-                color=colour, marker="s", markersize=5, markerfacecolor="none", linestyle="none", capsize=3,
-                label="_nolegend_",
-            )
-    if metric in _REFERENCES:
-        level, text = _REFERENCES[metric]
-        ax.axhline(level, color="0.4", linestyle=":", linewidth=1, label=text)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("parameters $n$")
-    ax.set_ylabel(_METRIC_NAMES.get(metric, metric))
-    handles, texts = ax.get_legend_handles_labels()
-    if has_mc:
-        handles.append(Line2D([], [], color="0.3", marker="s", markerfacecolor="none", linestyle="none"))
-        texts.append("Monte Carlo, 95 % interval")
-    # Below the axes: the lines run corner to corner, so no spot inside is free, and the
-    # entries are too long to sit beside the axes without squeezing them.
-    ax.legend(
-        handles, texts, fontsize="small", title="exact (log-log slope, 95 % interval)", title_fontsize="small",
-        loc="upper center", bbox_to_anchor=(0.5, -0.14), borderaxespad=0.0,
-    )
-    ax.grid(True, which="major", alpha=0.3)
-    return fig
+    if groups is None:
+        groups = dict(zip(rows["label"], rows["family"]))
+    missing = [label for label in labels if label not in groups]
+    if missing:
+        raise ValueError(f"groups gives no panel for the labels {missing}; map every label of the frame to a panel title")
+    panels = list(dict.fromkeys(groups[label] for label in labels))
+    members = {panel: [label for label in labels if groups[label] == panel] for panel in panels}
+    crowded = {panel: m for panel, m in members.items() if len(m) > len(_MARKERS)}
+    if crowded:
+        raise ValueError(f"more than {len(_MARKERS)} estimators in one panel ({crowded}); pass groups that split them")
+    values = {panel: _bounds(rows[rows["label"].isin(members[panel])]) for panel in panels}
+    # Panels on one log scale are compared: side by side, sharing their axes. Panels with scales of
+    # their own (efficiency: unbiased at 1, biased up to 10^5) are stacked, each as wide as the figure.
+    share = all(_spans_decade(v) for v in values.values())
+    cols = min(len(panels), 2) if share else 1
+    legend_cols = 1 if cols > 1 else 2
+    grid = [panels[i:i + cols] for i in range(0, len(panels), cols)]
+    # Legends of one row hold as many lines, so the panels of a row stay aligned.
+    depth = [max(math.ceil((len(members[p]) + 1) / legend_cols) for p in row) for row in grid]
+
+    with style():
+        target = fig if fig is not None else Figure(
+            figsize=(FIGURE_WIDTH, sum(2.8 + 0.2 * d for d in depth)), layout="constrained")
+        subfigs = target.subfigures(len(grid), cols, squeeze=False, height_ratios=[2.8 + 0.2 * d for d in depth])
+        first = None
+        for r, row in enumerate(grid):
+            for c, panel in enumerate(row):
+                sub = subfigs[r, c]
+                ax = sub.add_subplot(sharex=first, sharey=first if share else None)
+                first = first or ax
+                entries = [_draw_estimator(ax, rows[rows["label"] == label], label, position, len(members[panel]) > 1)
+                           for position, label in enumerate(members[panel])]
+                entries += _references(ax, metric, rows[rows["label"].isin(members[panel])])
+                entries += [(_blank(), "")] * (depth[r] * legend_cols - len(entries))
+                set_scale(ax, "x", rows["n"])
+                set_scale(ax, "y", np.concatenate(list(values.values())) if share else values[panel])
+                ax.set_title(panel)
+                ax.set_xlabel("parameters $n$")
+                ax.set_ylabel(_METRIC_NAMES.get(metric, metric))
+                if c > 0:  # the row shares the y axis of its first panel
+                    ax.set_ylabel("")
+                    ax.tick_params(labelleft=False)
+                legend_below(sub, [("", [(h, _short(t, members[panel])) for h, t in entries])], ncols=legend_cols)
+            for c in range(len(row), cols):
+                subfigs[r, c].set_visible(False)
+    return target.figure
 
 
-def plot_parity(frame: pd.DataFrame, ax: Axes | None = None) -> Figure:
-    """Measured against predicted variance, log-log, with the line of agreement $y = x$.
+def plot_parity(frame: pd.DataFrame, *, fig: FigureBase | None = None) -> Figure:
+    r"""Measured against predicted variance, one panel per verdict, with the line $y = x$.
 
-    A formula that holds entry by entry puts its points on the line; a formula that
-    predicts $c$ times the truth puts them on the parallel line $y = x / c$. The frame of a
-    report is [snrkit.report.parity_frame][].
+    A claim that holds entry by entry puts its points on the line; a claim that predicts
+    $c$ times the truth puts them on the parallel line $y = x / c$. Colour is the claim,
+    the marker the probe, the panel the verdict ("holds", "refuted"); panels share their
+    axes. The frame of a report is [snrkit.report.parity_frame][].
 
     Args:
-        frame: columns `formula` (e.g. `"snrkit exact"`, `"frye-eq1"`), `predicted`,
-            `measured` and, optionally, `measured_lo` / `measured_hi` (an interval for
-            `measured`, drawn as error bars). One colour per formula.
-        ax: axes to draw into; a new figure when `None`.
+        frame: columns `claim`, `probe`, `verdict`, `predicted`, `measured` and,
+            optionally, `measured_lo` / `measured_hi` (an interval for `measured`, drawn as
+            error bars).
+        fig: a figure or subfigure to draw into; a new figure when `None`.
 
     Returns:
         The figure.
 
     Raises:
-        ValueError: the frame is empty or lacks a needed column.
+        ValueError: the frame is empty, lacks a needed column, or holds more claims than
+            [`PALETTE`][snrkit.plots.PALETTE] has colours.
 
     Examples:
         >>> import pandas as pd
         >>> from snrkit.plots import plot_parity
-        >>> frame = pd.DataFrame({"formula": ["snrkit exact"] * 2 + ["frye-eq1"] * 2,
-        ...                       "predicted": [1.0, 2.0, 4.0, 8.0],
-        ...                       "measured": [1.1, 1.9, 1.1, 1.9]})
-        >>> fig = plot_parity(frame)
-        >>> type(fig).__name__, [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-        ('Figure', ['measured = predicted', 'snrkit exact', 'frye-eq1'])
+        >>> frame = pd.DataFrame(
+        ...     {
+        ...         "claim": ["snrkit exact law"] * 2 + ["frye-eq1"] * 2,
+        ...         "probe": "gaussian",
+        ...         "verdict": ["holds"] * 2 + ["refuted"] * 2,
+        ...         "predicted": [1.0, 20.0, 4.0, 80.0],
+        ...         "measured": [1.1, 19.0, 1.1, 19.0],
+        ...     }
+        ... )
+        >>> [ax.get_title() for ax in plot_parity(frame).axes]
+        ['holds', 'refuted']
     """
-    _require(frame, ("formula", "predicted", "measured"), "plot_parity")
-    fig, ax = _figure(ax)
-    formulas = list(dict.fromkeys(frame["formula"]))
-    palette = dict(zip(formulas, sns.color_palette(n_colors=len(formulas))))
+    _require(frame, ("claim", "probe", "verdict", "predicted", "measured"), "plot_parity")
+    colours = category_colours(list(frame["claim"]))
+    order = {claim: index for index, claim in enumerate(colours)}
+    probes = list(dict.fromkeys(frame["probe"]))
+    verdicts = sorted(set(frame["verdict"]), key=lambda v: list(VERDICT_COLOURS).index(v) if v in VERDICT_COLOURS else 99)
     has_interval = {"measured_lo", "measured_hi"} <= set(frame.columns)
-    for formula in formulas:
-        rows = frame[frame["formula"] == formula]
-        yerr = _yerr(rows["measured"], rows["measured_lo"], rows["measured_hi"]) if has_interval else None
-        ax.errorbar(
-            rows["predicted"], rows["measured"], yerr=yerr, color=palette[formula], marker="o", markersize=4,
-            linestyle="none", capsize=2, label=formula,
-        )
-    _identity_line(ax, frame[["predicted", "measured"]].to_numpy(dtype=np.float64), label="measured = predicted")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("predicted variance")
-    ax.set_ylabel("measured variance (Monte Carlo)")
-    ax.legend(fontsize="small")
-    ax.grid(True, which="major", alpha=0.3)
-    return fig
+    points = frame[["predicted", "measured"]].to_numpy(dtype=np.float64)
+    with style():
+        target = fig if fig is not None else Figure(figsize=(FIGURE_WIDTH, 3.3 + 0.2 * (len(colours) + 1)), layout="constrained")
+        axes = np.atleast_1d(target.subplots(1, len(verdicts), sharex=True, sharey=True, squeeze=False)).ravel()
+        for ax, verdict in zip(axes, verdicts):
+            part = frame[frame["verdict"] == verdict]
+            groups = list(part.groupby(["claim", "probe"], sort=False))
+            # Claims with equal predictions put points on the same spots: open markers, each claim's
+            # larger than the one before, show every claim on a spot as one ring of a target.
+            for (claim, probe), rows in reversed(groups):
+                yerr = _yerr(rows["measured"], rows["measured_lo"], rows["measured_hi"]) if has_interval else None
+                ax.errorbar(rows["predicted"], rows["measured"], yerr=yerr, color=colours[claim], marker=probe_marker(probe),
+                            markersize=4.0 + 1.5 * order[claim], markerfacecolor="none", markeredgewidth=1.1,
+                            linestyle="none", gid=f"{claim}|{probe}")
+            identity_line(ax, points, label="measured = predicted")
+            set_scale(ax, "x", points)
+            set_scale(ax, "y", points)
+            # Plain titles: the claims' colours include the verdict colours of the tables.
+            ax.set_title(verdict, fontweight="bold")
+            ax.set_xlabel("predicted variance")
+        axes[0].set_ylabel("measured variance (Monte Carlo)")
+        legend_below(target, [
+            ("claim", [(Patch(color=c), claim) for claim, c in colours.items()]),
+            ("probe", [(_marker(probe_marker(p), filled=False), _probe_text(p)) for p in probes]),
+            ("reference", [(Line2D([], [], color=REFERENCE_COLOUR, linewidth=1.2), "measured = predicted")]),
+        ])
+    return target.figure
 
 
-def plot_thread_check(frame: pd.DataFrame, ax: Axes | None = None) -> Figure:
-    r"""Frye's thread check: the average entry variance against $\|\nabla\|^2$.
+def plot_thread_check(frame: pd.DataFrame, *, fig: FigureBase | None = None) -> Figure:
+    r"""Frye's thread check over many gradients: the mean entry variance against $\|\nabla\|^2$.
 
     Frye (2022, thread) checked that the mean over entries of $\operatorname{Var}[g_i]$
-    equals $\|\nabla\|^2$ on MNIST gradients. Measured values are points with error
-    bars, one colour per setting; the thread's claim is the line $y = x$; the exact
-    mean,
+    equals $\|\nabla\|^2$. The top panel (log-log) draws the measured mean with its interval
+    against $\|\nabla\|^2$, with the thread's claim $y = x$; the bottom panel draws the
+    ratio measured / $\|\nabla\|^2$ on a linear axis, where the intervals and the exact
+    law
 
     $$
-    \frac1n\sum_i \operatorname{Var}[g_i] = \|\nabla\|^2\Big(1 + \frac{\kappa-2}{n}\Big)
+    \frac{1}{n\|\nabla\|^2}\sum_i \operatorname{Var}[g_i] = 1 + \frac{\kappa-2}{n}
     $$
 
-    (divided by $K$ for $K$ directions; derived in the docs:
-    [Derivations](../derivations.md)), is drawn as a dashed line per setting through its
-    `exact_mean_entry_var` values when the frame has them. The frame of a report is
-    [snrkit.report.thread_frame][].
+    (divided by $K$ for $K$ directions; [Derivations](../derivations.md)) can be read. Colour
+    is the setting (data set and network), the marker the probe. The frame of a report is
+    [snrkit.report.thread_check_frame][].
 
     Args:
-        frame: columns `setting`, `norm_sq` ($\|\nabla\|^2$), `mean_entry_var`
-            (measured), `lo`, `hi` (its interval) and, optionally,
-            `exact_mean_entry_var`.
-        ax: axes to draw into; a new figure when `None`.
+        frame: columns `setting`, `probe`, `norm_sq` ($\|\nabla\|^2$), `mean_entry_var`
+            (measured), `lo`, `hi` (its interval) and `exact_mean_entry_var`.
+        fig: a figure or subfigure to draw into; a new figure when `None`.
 
     Returns:
         The figure.
 
     Raises:
-        ValueError: the frame is empty or lacks a needed column.
+        ValueError: the frame is empty, lacks a needed column, or holds more settings than
+            [`PALETTE`][snrkit.plots.PALETTE] has colours.
 
     Examples:
         >>> import pandas as pd
         >>> from snrkit.plots import plot_thread_check
-        >>> frame = pd.DataFrame({"setting": "mlp on digits (gaussian)", "norm_sq": [1.0, 2.0],
-        ...                       "mean_entry_var": [1.01, 2.03], "lo": [0.99, 1.98],
-        ...                       "hi": [1.03, 2.08], "exact_mean_entry_var": [1.001, 2.002]})
-        >>> type(plot_thread_check(frame)).__name__
-        'Figure'
+        >>> frame = pd.DataFrame(
+        ...     {
+        ...         "setting": "digits, 64-32-10",
+        ...         "probe": "gaussian",
+        ...         "norm_sq": [0.01, 1.0],
+        ...         "mean_entry_var": [0.0101, 1.01],
+        ...         "lo": [0.0095, 0.97],
+        ...         "hi": [0.0106, 1.05],
+        ...         "exact_mean_entry_var": [0.010004, 1.0004],
+        ...     }
+        ... )
+        >>> [ax.get_yscale() for ax in plot_thread_check(frame).axes]
+        ['log', 'linear']
     """
-    _require(frame, ("setting", "norm_sq", "mean_entry_var", "lo", "hi"), "plot_thread_check")
-    fig, ax = _figure(ax)
-    settings = list(dict.fromkeys(frame["setting"]))
-    palette = dict(zip(settings, sns.color_palette(n_colors=len(settings))))
-    for setting in settings:
-        rows = frame[frame["setting"] == setting]
-        ax.errorbar(
-            rows["norm_sq"], rows["mean_entry_var"], yerr=_yerr(rows["mean_entry_var"], rows["lo"], rows["hi"]),
-            color=palette[setting], marker="o", markersize=4, linestyle="none", capsize=2, label=setting,
-        )
-    _identity_line(
-        ax, frame[["norm_sq", "mean_entry_var"]].to_numpy(dtype=np.float64),
-        label=r"thread: mean $\mathrm{Var}[g_i] = \|\nabla\|^2$",
-    )
-    if "exact_mean_entry_var" in frame.columns:
-        # One dashed line per setting, in its colour: κ, n and K differ between settings, so
-        # the exact values of different settings do not lie on one line.
-        label = r"exact: $\|\nabla\|^2(1+(\kappa-2)/n)$"
-        for setting in settings:
-            rows = frame[(frame["setting"] == setting) & frame["exact_mean_entry_var"].notna()].sort_values("norm_sq")
-            if rows.empty:
-                continue
-            ax.plot(
-                rows["norm_sq"], rows["exact_mean_entry_var"], color=palette[setting], linestyle="--",
-                linewidth=1, label=label,
-            )
-            label = "_nolegend_"
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(r"$\|\nabla\|^2$")
-    ax.set_ylabel(r"mean over entries of $\mathrm{Var}[g_i]$")
-    ax.legend(fontsize="small")
-    ax.grid(True, which="major", alpha=0.3)
-    return fig
+    needed = ("setting", "probe", "norm_sq", "mean_entry_var", "lo", "hi", "exact_mean_entry_var")
+    _require(frame, needed, "plot_thread_check")
+    colours = category_colours(list(frame["setting"]))
+    probes = list(dict.fromkeys(frame["probe"]))
+    norm_sq = frame["norm_sq"].to_numpy(dtype=np.float64)
+    ratio = frame[["mean_entry_var", "lo", "hi", "exact_mean_entry_var"]].to_numpy(dtype=np.float64) / norm_sq[:, None]
+    with style():
+        target = fig if fig is not None else Figure(figsize=(FIGURE_WIDTH, 5.6 + 0.2 * len(colours)), layout="constrained")
+        top, bottom = np.atleast_1d(target.subplots(2, 1, sharex=True, height_ratios=(3, 2))).ravel()
+        for (setting, probe), rows in frame.groupby(["setting", "probe"], sort=False):
+            at = frame.index.get_indexer(rows.index)
+            style_kw = {"color": colours[setting], "marker": probe_marker(probe), "markersize": 5, "linestyle": "none",
+                        "gid": f"{setting}|{probe}"}
+            top.errorbar(rows["norm_sq"], rows["mean_entry_var"], yerr=_yerr(rows["mean_entry_var"], rows["lo"], rows["hi"]),
+                         **style_kw)
+            bottom.errorbar(rows["norm_sq"], ratio[at, 0], yerr=np.stack([ratio[at, 0] - ratio[at, 1], ratio[at, 2] - ratio[at, 0]]),
+                            **style_kw)
+        claim = r"thread: mean $\mathrm{Var}[g_i] = \|\nabla\|^2$"
+        identity_line(top, frame[["norm_sq", "mean_entry_var"]].to_numpy(), label=claim)
+        reference_line(bottom, 1.0, label=claim, linestyle="-")  # the same claim as the identity line above
+        exact = r"exact: $1 + (\kappa-2)/n$"
+        # The exact law per gradient (κ and n differ between points): a dark tick at each point.
+        bottom.plot(norm_sq, ratio[:, 3], linestyle="none", marker="_", markersize=14, markeredgewidth=2,
+                    color=REFERENCE_COLOUR, zorder=6, label=exact, gid="exact")
+        set_scale(top, "x", norm_sq)
+        set_scale(top, "y", frame[["lo", "mean_entry_var", "hi"]].to_numpy())
+        set_scale(bottom, "y", ratio[:, :3])
+        top.set_ylabel(r"mean over entries of $\mathrm{Var}[g_i]$")
+        bottom.set_ylabel(r"measured / $\|\nabla\|^2$")
+        bottom.set_xlabel(r"$\|\nabla\|^2$ (gradients along training)")
+        legend_below(target, [
+            ("setting", [(Patch(color=c), s) for s, c in colours.items()]),
+            ("probe", [(_marker(probe_marker(p)), _probe_text(p)) for p in probes]),
+            ("reference", [
+                (Line2D([], [], color=REFERENCE_COLOUR, linewidth=1.2), "thread: mean Var = ‖∇‖²"),
+                (Line2D([], [], color=REFERENCE_COLOUR, marker="_", markersize=14, markeredgewidth=2, linestyle="none"),
+                 "exact law, 1 + (κ−2)/n"),
+            ]),
+        ])
+    return target.figure
 
 
 def save(fig: Figure, path: str | os.PathLike[str]) -> Path:
@@ -282,12 +648,11 @@ def save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     Examples:
         >>> import tempfile
         >>> from pathlib import Path
-        >>> from matplotlib.figure import Figure
-        >>> from snrkit.plots import save
-        >>> fig = Figure()
-        >>> _ = fig.add_subplot().plot([1, 2], [1, 4])
+        >>> from snrkit import plots
+        >>> fig, axes = plots.figure()
+        >>> _ = axes[0, 0].plot([1, 2], [1, 4])
         >>> with tempfile.TemporaryDirectory() as folder:
-        ...     path = save(fig, Path(folder) / "figures" / "line")
+        ...     path = plots.save(fig, Path(folder) / "figures" / "line")
         ...     path.name, path.stat().st_size > 0
         ('line.png', True)
     """
@@ -297,18 +662,91 @@ def save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     if path.suffix.lower() != ".png":
         raise ValueError(f"save writes PNG files; name the file with a .png suffix instead of {path.name!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png", bbox_inches="tight")
+    with style():
+        fig.savefig(path, dpi=DPI, format="png", bbox_inches="tight")
     return path
 
 
 # ----------------------------------------------------------------------------------------
 
+_METRIC_NAMES = {
+    "mean_entry_snr": r"mean entry SNR",
+    "aggregate_snr": r"aggregate SNR $\|\mathbb{E}g\|^2/\mathrm{tr\,Cov}[g]$",
+    "efficiency": r"efficiency, floor / $\mathbb{E}\|g-\nabla\|^2$",
+}
+# Metrics that fall like 1/n get a slope −1 guide; the efficiency has the floor as its reference.
+_GUIDES = {"mean_entry_snr": -1.0, "aggregate_snr": -1.0}
+_REFERENCES = {"efficiency": (1.0, "floor (efficiency 1)")}
 
-def _figure(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.8)) -> tuple[Figure, Axes]:
-    if ax is not None:
-        return ax.figure, ax
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.add_subplot()
+
+def _draw_estimator(ax: Axes, rows: pd.DataFrame, label: str, position: int, several: bool) -> tuple[Any, str]:
+    """One estimator: its exact line and its Monte Carlo markers with intervals; returns its legend entry."""
+    colour, linestyle, marker = PALETTE[position], _LINESTYLES[position % len(_LINESTYLES)], _MARKERS[position]
+    # Later lines are thinner, so an estimator drawn over an equal one leaves the earlier one's edges visible.
+    width = max(2.8 - 0.4 * position, 0.9) if several else 1.5
+    size = max(6.5 - position, 3.5) if several else 5.0
+    exact = rows[rows["source"] == "exact"].sort_values("n")
+    sampled = rows[rows["source"] == "monte_carlo"].sort_values("n")
+    if not exact.empty:
+        ax.plot(exact["n"], exact["value"], color=colour, linestyle=linestyle, linewidth=width, gid=f"{label}|exact")
+    if not sampled.empty:
+        ax.errorbar(sampled["n"], sampled["value"], yerr=_yerr(sampled["value"], sampled["lo"], sampled["hi"]),
+                    color=colour, marker=marker, markersize=size, linestyle="none", zorder=4, gid=f"{label}|monte_carlo")
+    handle = Line2D([], [], color=colour, linestyle=linestyle if not exact.empty else "none", linewidth=width,
+                    marker=marker if not sampled.empty else None, markersize=size)
+    return handle, label
+
+
+def _references(ax: Axes, metric: str, rows: pd.DataFrame) -> list[tuple[Any, str]]:
+    """The panel's reference: the slope guide below the data, or the metric's level."""
+    if metric in _GUIDES:
+        slope = _GUIDES[metric]
+        left = rows[rows["n"] == rows["n"].min()]["value"].to_numpy(dtype=np.float64)
+        # A third of the lowest value at the smallest n: parallel to the data, below it.
+        line = slope_guide(ax, slope, x=rows["n"], through=(float(rows["n"].min()), float(np.nanmin(left)) / 3),
+                           label=f"slope {_signed(slope)}")
+        return [(line, line.get_label())]
+    if metric in _REFERENCES:
+        level, text = _REFERENCES[metric]
+        line = reference_line(ax, level, label=text)
+        return [(line, text)]
+    return []
+
+
+def _bounds(rows: pd.DataFrame) -> np.ndarray:
+    """Every value a panel draws (with interval ends), for its axis scale."""
+    return rows[["value", "lo", "hi"]].to_numpy(dtype=np.float64).ravel()
+
+
+def _spans_decade(values: np.ndarray) -> bool:
+    data = values[np.isfinite(values)]
+    return bool(data.size and data.min() > 0 and data.max() / data.min() >= 10)
+
+
+def _short(text: str, labels: Sequence[str]) -> str:
+    """A label without the estimator's name when every label of the panel shares it: `Name(a, b)` -> `a, b`."""
+    heads = {label.split("(", 1)[0] for label in labels}
+    if text in labels and len(heads) == 1 and text.endswith(")") and "(" in text:
+        return text.split("(", 1)[1][:-1]
+    return text
+
+
+def _signed(x: float) -> str:
+    return f"{x:+g}".replace("-", "−")
+
+
+def _probe_text(probe: str) -> str:
+    return "no probe to choose" if probe == "—" else probe
+
+
+def _marker(marker: str, *, filled: bool = True) -> Line2D:
+    """A legend handle for a marker shape alone (its colour is another variable's)."""
+    return Line2D([], [], color="0.35", marker=marker, markersize=6, linestyle="none",
+                  markerfacecolor=None if filled else "none", markeredgewidth=1.3)
+
+
+def _blank() -> Patch:
+    return Patch(visible=False)
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], who: str) -> None:
@@ -325,22 +763,3 @@ def _yerr(value: pd.Series, lo: pd.Series, hi: pd.Series) -> np.ndarray:
     below = np.nan_to_num(value - lo.to_numpy(dtype=np.float64), nan=0.0)
     above = np.nan_to_num(hi.to_numpy(dtype=np.float64) - value, nan=0.0)
     return np.stack([below, above])
-
-
-def _identity_line(ax: Axes, points: np.ndarray, *, label: str) -> None:
-    """The line `y = x` across the range of the plotted points."""
-    positive = points[np.isfinite(points) & (points > 0)]
-    if positive.size == 0:
-        return
-    lo, hi = positive.min(), positive.max()
-    ax.plot([lo, hi], [lo, hi], color="0.5", linestyle="-", linewidth=1, label=label, zorder=0)
-
-
-def _fit_label(label: str, fit: tuple[float, float, float] | None) -> str:
-    if fit is None:
-        return label
-    slope, lo, hi = fit
-    # Four decimals: exact slopes sit within 1e-3 of -1 with intervals narrower than that.
-    if np.isnan(lo) or np.isnan(hi):
-        return f"{label}: slope {slope:.4f}"
-    return f"{label}: slope {slope:.4f} [{lo:.4f}, {hi:.4f}]"

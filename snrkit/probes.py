@@ -63,14 +63,18 @@ class Probe:
         >>> import jax, jax.numpy as jnp, snrkit as sk
         >>> from snrkit.probes import Probe
         >>> def signs(key, shape, dtype):
-        ...     return jnp.where(jax.random.bernoulli(key, 0.5, shape), 1.0, -1.0).astype(dtype)
+        ...     return jnp.where(
+        ...         jax.random.bernoulli(key, 0.5, shape), 1.0, -1.0
+        ...     ).astype(dtype)
         >>> probe = Probe("signs", m4=1.0, m6=1.0, m8=1.0, sampler=signs)
-        >>> sk.ForwardGradient(probe=probe).given(jnp.array([3.0, 4.0])).var().tolist()
+        >>> sk.ForwardGradient(probe=probe).given(
+        ...     jnp.array([3.0, 4.0])
+        ... ).var().tolist()
         [16.0, 9.0]
         >>> Probe("bad", m4=0.5, m6=1.0, m8=1.0, sampler=signs)
         Traceback (most recent call last):
         ...
-        ValueError: probe 'bad': even moments m4=0.5, m6=1.0, m8=1.0 are not those of ...
+        ValueError: probe 'bad': even moments m4=0.5, m6=1.0, m8=1.0 ...
     """
 
     name: str
@@ -218,7 +222,7 @@ def get_probe(probe: str | Probe) -> Probe:
         >>> get_probe("normal")
         Traceback (most recent call last):
         ...
-        ValueError: unknown probe 'normal'; choose one of 'gaussian', 'rademacher', 'uniform'
+        ValueError: unknown probe 'normal'; choose one of 'gaussian', ...
     """
     if isinstance(probe, Probe):
         return probe

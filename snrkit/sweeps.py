@@ -131,9 +131,11 @@ def snr_metrics(
     r"""Mean per-entry SNR, aggregate SNR and efficiency from squared means and variances.
 
     $$
-    \overline{\mathrm{SNR}} = \frac1{|I|}\sum_{i\in I}\frac{\mathbb E[g_i]^2}{\sigma_i^2},\qquad
-    \mathrm{SNR}_\text{agg} = \frac{\|\mathbb E g\|^2}{\sum_i\sigma_i^2},\qquad
-    \text{efficiency} = \frac{\text{floor}}{\|\mathbb E g - \nabla\|^2 + \sum_i\sigma_i^2},
+    \begin{aligned}
+    \overline{\mathrm{SNR}} &= \frac1{|I|}\sum_{i\in I}\frac{\mathbb E[g_i]^2}{\sigma_i^2},\qquad
+    \mathrm{SNR}_\text{agg} = \frac{\|\mathbb E g\|^2}{\sum_i\sigma_i^2},\\
+    \text{efficiency} &= \frac{\text{floor}}{\|\mathbb E g - \nabla\|^2 + \sum_i\sigma_i^2},
+    \end{aligned}
     $$
 
     where $I$ leaves out the entries with $\mathbb E[g_i] = \sigma_i = 0$ (neither signal
@@ -157,8 +159,10 @@ def snr_metrics(
 
         >>> import numpy as np
         >>> from snrkit.sweeps import snr_metrics
-        >>> metrics = snr_metrics(np.array([4.0, 1.0]), np.array([9.0, 6.0]), floor=5.0)
-        >>> [round(float(m), 4) for m in metrics]   # (4/9 + 1/6)/2, 5/15, 5/15
+        >>> metrics = snr_metrics(
+        ...     np.array([4.0, 1.0]), np.array([9.0, 6.0]), floor=5.0
+        ... )
+        >>> [round(float(m), 4) for m in metrics]  # (4/9 + 1/6)/2, 5/15, 5/15
         [0.3056, 0.3333, 0.3333]
     """
     signal_sq = np.asarray(signal_sq, dtype=np.float64)
@@ -202,8 +206,15 @@ def fit_loglog_slope(
     Examples:
         >>> import pandas as pd
         >>> from snrkit.sweeps import fit_loglog_slope
-        >>> frame = pd.DataFrame({"label": "FG", "source": "exact", "metric": "mean_entry_snr",
-        ...                       "n": [1000, 4000, 16000], "value": [1.1e-3, 2.4e-4, 6.5e-5]})
+        >>> frame = pd.DataFrame(
+        ...     {
+        ...         "label": "FG",
+        ...         "source": "exact",
+        ...         "metric": "mean_entry_snr",
+        ...         "n": [1000, 4000, 16000],
+        ...         "value": [1.1e-3, 2.4e-4, 6.5e-5],
+        ...     }
+        ... )
         >>> [round(x, 3) for x in fit_loglog_slope(frame, "mean_entry_snr", "FG")]
         [-1.02, -1.592, -0.448]
     """
@@ -314,9 +325,15 @@ def snr_sweep(
         >>> from snrkit.sweeps import SWEEP_COLUMNS, snr_sweep
         >>> images = np.random.default_rng(0).random((8, 4, 4))
         >>> toy = Dataset(images, np.arange(8) % 4, num_classes=4, name="toy")
-        >>> frame = snr_sweep(key=jax.random.key(0), out_csv=None, data=toy, targets=(100,),
-        ...                   mc_targets=(), train_steps=0,
-        ...                   estimators=[sk.ForwardGradient(probe="gaussian")])
+        >>> frame = snr_sweep(
+        ...     key=jax.random.key(0),
+        ...     out_csv=None,
+        ...     data=toy,
+        ...     targets=(100,),
+        ...     mc_targets=(),
+        ...     train_steps=0,
+        ...     estimators=[sk.ForwardGradient(probe="gaussian")],
+        ... )
         >>> tuple(frame.columns) == SWEEP_COLUMNS
         True
         >>> row = frame[frame["metric"] == "aggregate_snr"].iloc[0]

@@ -9,7 +9,10 @@ another width and seed than the defaults, and random homogeneous signs.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -68,7 +71,7 @@ def test_entry_claims_on_a_fresh_gradient(fresh_output_bias, claim_id, probe, ex
         # The design must be able to refute: assert its power before trusting a "holds".
         law = claim.make_estimator(probe).given(fresh_output_bias)
         wrong = claim.predict(np.asarray(law.flat_mean(), np.float64))
-        assert sk.stats.guaranteed_power(law, wrong, num_samples=NUM, batches=BATCHES, alpha=TEST_ALPHA) >= 1
+        assert sk.stats.detection_margin(law, wrong, num_samples=NUM, batches=BATCHES, alpha=TEST_ALPHA) >= 1
     v = claims.verify(claim_id, fresh_output_bias, key=pinned_key(7), num_samples=NUM, probe=probe, alpha=TEST_ALPHA)
     assert v.holds is expected, v
     assert (v.correction == "") is expected
@@ -101,7 +104,7 @@ def test_homogeneous_claims(claim_id, probe, expected):
         claim = claims.get_claim(claim_id)
         law = claim.make_estimator(probe).given(grad)
         wrong = claim.predict(np.asarray(law.flat_mean(), np.float64))
-        assert sk.stats.guaranteed_power(law, wrong, num_samples=2 * NUM, batches=BATCHES, alpha=TEST_ALPHA) >= 1
+        assert sk.stats.detection_margin(law, wrong, num_samples=2 * NUM, batches=BATCHES, alpha=TEST_ALPHA) >= 1
     v = claims.verify(claim_id, grad, key=pinned_key(9), num_samples=2 * NUM, probe=probe, alpha=TEST_ALPHA)
     assert v.holds is expected, v
 
@@ -236,3 +239,64 @@ def test_the_seed_reaches_the_default_gradients():
     a, _ = claims.default_gradient("output-bias", seed=0)
     b, _ = claims.default_gradient("output-bias", seed=1)
     assert not np.allclose(np.asarray(a), np.asarray(b))
+
+
+# ---- citations: every reference resolves for a reader with only the package and the site ----
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a reader is given: the package, the docs (with the committed ledger), the notebooks, the README.
+SHIPPED = [
+    *ROOT.joinpath("snrkit").rglob("*.py"),
+    *(p for p in ROOT.joinpath("docs").rglob("*") if p.suffix in (".md", ".py", ".csv", ".json")),
+    *ROOT.joinpath("notebooks").glob("*.ipynb"),
+    *ROOT.joinpath("notebooks").glob("*.md"),
+    ROOT / "README.md",
+]
+BIBLIOGRAPHY_LINK = re.compile(r"bibliography\.md#([\w-]+)")
+
+
+def test_every_reference_can_be_followed():
+    """Authors, title and a link, or a note that says why there is none (and none for a missing year)."""
+    for key, ref in REFERENCES.items():
+        assert ref.authors and ref.title, key
+        assert ref.url.startswith("https://") or (not ref.url and ref.note), f"{key}: no link and no note saying why"
+        assert ref.year is not None or ref.note, f"{key}: no year and no note saying why"
+
+
+def test_no_citation_of_files_a_reader_does_not_have():
+    """The source papers' text files and the design notes stay in the repository's workspace, not in citations."""
+    private = ("shared" + "/papers", "DESIGN" + ".md", "DESIGN" + "'s")
+    found = [
+        f"{path.relative_to(ROOT)}: {word}"
+        for path in SHIPPED
+        for word in private
+        if word in path.read_text(encoding="utf-8", errors="replace")
+    ]
+    assert not found, found
+
+
+def test_docs_cite_by_existing_keys_and_every_work_is_cited():
+    """Each `bibliography.md#key` link names an entry; each entry is cited by a claim or a page."""
+    linked = {key for path in SHIPPED for key in BIBLIOGRAPHY_LINK.findall(path.read_text(encoding="utf-8"))}
+    assert linked, "no docs page links to the bibliography: the pattern is out of date"
+    assert linked <= set(REFERENCES), sorted(linked - set(REFERENCES))
+    cited = linked | {claim.reference for claim in claims.CLAIMS.values()}
+    # or by name and year in the text (a docstring cannot link into a generated page)
+    text = "\n".join(path.read_text(encoding="utf-8") for path in SHIPPED)
+    cited |= {
+        key for key, ref in REFERENCES.items()
+        if ref.year and re.search(rf"{re.escape(ref.authors.split(',')[0])}[^\n]{{0,12}}{ref.year}", text)
+    }
+    assert set(REFERENCES) <= cited, f"entries nothing cites: {sorted(set(REFERENCES) - cited)}"
+
+
+def test_bibliography_page_has_an_anchor_per_work_and_lists_its_claims():
+    spec = importlib.util.spec_from_file_location("docs_hook_bibliography", ROOT / "docs" / "hooks" / "bibliography.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    page = hook.render()
+    for key, ref in REFERENCES.items():
+        assert f"{{ #{key} }}" in page and ref.markdown() in page, key
+    for claim_id, claim in claims.CLAIMS.items():
+        section = page.split(f"{{ #{claim.reference} }}")[1].split("\n## ")[0]
+        assert f"(claims.md#{claim_id})" in section, claim_id

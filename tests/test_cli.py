@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from snrkit.report import FIGURE_CAPTIONS
+
 # A private compile cache: the test must not depend on, or fill, the user's ~/.cache/snrkit.
 ENV = {**os.environ, "MPLBACKEND": "Agg", "COLUMNS": "160", "SNRKIT_CACHE_DIR": tempfile.mkdtemp(prefix="snrkit-cache-")}
 
@@ -57,12 +59,16 @@ def test_report_quick(tmp_path):
     result = run("report", "--quick", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "report"
-    for name in ("report.html", "report.md", "claims.csv", "snr_sweep_quick.csv", "run.json", "snr_vs_params.png",
-                 "parity.png", "efficiency_vs_params.png"):
+    figures = [f"{name}.png" for name in FIGURE_CAPTIONS]
+    for name in ("report.html", "report.md", "claims.csv", "snr_sweep_quick.csv", "run.json", *figures):
         assert (out / name).stat().st_size > 0, name
     assert full_sweep.read_text() == "written by a full report\n"
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "frye-eq5" in html
+    # Every figure, in the captions' order, under its caption (not its file name).
+    markdown = (out / "report.md").read_text()
+    assert [markdown.index(f"]({name})") for name in figures] == sorted(markdown.index(f"]({name})") for name in figures)
+    assert all(f"*{caption}*" in markdown for caption in FIGURE_CAPTIONS.values())
     assert "refuted" in result.stdout and "holds" in result.stdout
 
 

@@ -7,7 +7,7 @@ detectable only where ∇_i carries a good share of ‖∇‖², so the gradient
 concentrated ones: a synthetic one, and the real output-layer bias gradient of an MLP on
 digits (10 entries, a few of which dominate).
 
-Before sampling, each test asserts with snrkit.stats.guaranteed_power that the design
+Before sampling, each test asserts with snrkit.stats.detection_margin that the design
 rejects the wrong formula with probability ≥ 1 − 1e-6; the distribution-free test makes
 false failure of the right formula ≤ 1e-6 as well.
 """
@@ -51,7 +51,7 @@ def test_wrong_formula_rejected_and_truth_confirmed(gradient, wrong):
     wrong_var = _wrong_formulas(law)[wrong]
     alpha = TEST_ALPHA / 2  # two comparisons on the same samples: truth and wrong formula
     num = BATCHES * 2048
-    power = sk.stats.guaranteed_power(law, wrong_var, num_samples=num, batches=BATCHES, alpha=alpha, beta=TEST_ALPHA)
+    power = sk.stats.detection_margin(law, wrong_var, num_samples=num, batches=BATCHES, alpha=alpha, beta=TEST_ALPHA)
     assert power >= 1.0, f"design too weak to catch {wrong}: margin {power:.2f} < 1; raise num_samples"
     m = sk.monte_carlo(law, pinned_key(21), num, batches=BATCHES)
     truth = sk.stats.compare_variance(m, law, alpha=alpha)
@@ -80,7 +80,7 @@ def test_off_by_one_in_n_rejected():
     n, sigma2 = 8, 0.25
     wrong = np.full(n, n * sigma2 / 4)
     num = BATCHES * 4096
-    assert sk.stats.guaranteed_power(law, wrong, num_samples=num, batches=BATCHES, alpha=TEST_ALPHA / 2) >= 1.0
+    assert sk.stats.detection_margin(law, wrong, num_samples=num, batches=BATCHES, alpha=TEST_ALPHA / 2) >= 1.0
     m = sk.monte_carlo(law, pinned_key(23), num, batches=BATCHES)
     assert sk.stats.compare_variance(m, np.full(n, (n - 1) * sigma2 / 4), law=law, alpha=TEST_ALPHA / 2).holds
     assert not sk.stats.compare_variance(m, wrong, law=law, alpha=TEST_ALPHA / 2).holds

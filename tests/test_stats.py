@@ -103,13 +103,30 @@ def test_alpha_outside_zero_one_is_refused(alpha):
         with pytest.raises(ValueError, match="alpha must lie strictly between 0 and 1"):
             compare(m, law, alpha=alpha)
     with pytest.raises(ValueError, match="alpha must lie strictly between 0 and 1"):
-        sk.stats.guaranteed_power(law, 4 * law.flat_var(), num_samples=256, batches=8, alpha=alpha)
+        sk.stats.detection_margin(law, 4 * law.flat_var(), num_samples=256, batches=8, alpha=alpha)
 
 
-def test_guaranteed_power_needs_two_samples_per_batch():
+def test_detection_margin_needs_two_samples_per_batch():
     """One sample per batch has no variance: a clear error, not a power of 0 with a warning."""
     law = sk.ForwardGradient().given(jnp.array([3.0, 4.0]))
     with pytest.raises(ValueError, match="1 sample per batch.*at least 2"):
-        sk.stats.guaranteed_power(law, 4 * law.flat_var(), num_samples=32, batches=32)
+        sk.stats.detection_margin(law, 4 * law.flat_var(), num_samples=32, batches=32)
     with pytest.raises(ValueError, match="wrong has 3 coordinates but the law has 2"):
-        sk.stats.guaranteed_power(law, np.ones(3), num_samples=64, batches=32)
+        sk.stats.detection_margin(law, np.ones(3), num_samples=64, batches=32)
+
+
+def test_detection_margin_is_a_ratio_of_errors_not_a_probability():
+    """The margin is the wrong formula's largest error over the detectable one: twice the error, twice the margin.
+
+    So it exceeds 1 freely (a variance 4 times too large at 8192 samples is detectable many times
+    over), and the old name, which read as a probability, points to the new one.
+    """
+    law = sk.ForwardGradient().given(jnp.array([3.0, 4.0]))
+    var = np.asarray(law.flat_var())
+    one = sk.stats.detection_margin(law, var * 1.5, num_samples=8192, batches=32)
+    two = sk.stats.detection_margin(law, var * 2.0, num_samples=8192, batches=32)
+    assert two == pytest.approx(2 * one, rel=1e-12)
+    assert sk.stats.detection_margin(law, var, num_samples=8192, batches=32) == 0.0
+    assert sk.stats.detection_margin(law, 4 * var, num_samples=8192, batches=32) > 1
+    with pytest.raises(AttributeError, match="renamed detection_margin"):
+        sk.stats.guaranteed_power  # noqa: B018 (the attribute access is the test)

@@ -1,7 +1,8 @@
 """MkDocs hook: the estimator-families pages, generated from `snrkit.families.FAMILIES`.
 
-- `families/index.md`: the registry as a table (what each family needs, whether it is
-  biased, what it costs, its law and source), so the page cannot drift from the code;
+- `families/index.md`: the registry as a table (each family's estimator and cost) and a
+  list (its source, summary, needs, bias and law: too long for table cells in the docs
+  column), so the page cannot drift from the code;
 - `reference/families.md`: the API reference of every family module;
 - the navigation's "Estimator families" section gets one entry per family docs page under
   `families/`, so adding a family needs no edit of `mkdocs.yml`.
@@ -33,26 +34,34 @@ def render_index() -> str:
         "contract tests (its law against Monte Carlo of its own samples and of the real `jax.jvp` "
         "estimator on real networks). How to add one: [Contributing a family](../contributing.md).",
         "",
-        "| family | estimator | needs | bias | cost | law |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| family | estimator | cost |",
+        "| --- | --- | --- |",
     ]
     for row in FAMILIES.values():
         name = row.estimator.__name__
         page = row.docs.removeprefix("families/") if row.docs.startswith("families/") else f"../{row.docs}"
         lines.append(
-            f"| [{_cell(row.title)}]({page}) | `sk.{name}` | {', '.join(sorted(row.needs))} | {_cell(row.bias)} | "
-            f"{_cell(row.cost)} | ${_cell(row.law)}$ |"
+            f"| [{_cell(row.title)}]({page}) | `sk.{name}` | {_cell(row.cost)} |"
         )
     lines += ["", "## What each is", ""]
     for row in FAMILIES.values():
-        lines += [f"- **{row.title}** (`{row.name}`, {row.source}): {row.summary}"]
+        law = " ".join(row.law.split())
+        lines += [
+            f"- **{row.title}** (`{row.name}`, {row.source}): {row.summary}",
+            f"    - needs: {', '.join(sorted(row.needs))}; bias: {row.bias}",
+            f"    - law: ${law}$",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def render_reference() -> str:
     """The API reference of every family module, in registry order."""
     modules = list(dict.fromkeys(row.estimator.__module__ for row in FAMILIES.values()))
-    lines = ["# Estimator families", "", "::: snrkit.families", "", "::: snrkit.families.registry.Family", ""]
+    # the package's own heading would repeat the page title
+    lines = [
+        "# Estimator families", "", "::: snrkit.families", "    options:", "      show_root_heading: false", "",
+        "::: snrkit.families.registry.Family", "",
+    ]
     for module in modules:
         lines += [f"::: {module}", ""]
     return "\n".join(lines)

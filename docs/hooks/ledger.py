@@ -11,7 +11,6 @@ the published ledger cannot silently go stale.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -19,22 +18,11 @@ import pandas as pd
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
-from snrkit import claims, report
+from snrkit import claims, plots, report
 
 PAGE = "claims.md"
 FIGURE_DIR = "ledger"
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "_ledger"
-FIGURE_CAPTIONS = {
-    "parity": "Predicted (claim) against sampled variance, one point per coordinate and claim. "
-    "Points on the diagonal: the claim holds entry by entry.",
-    "thread_check": "Frye's thread check: the mean entry variance against ‖∇‖², with the exact ratio 1 + (κ−2)/n.",
-    "snr_vs_params": "Mean per-coordinate SNR against the parameter count, exact (lines) and Monte Carlo (points).",
-    "aggregate_snr_vs_params": "Aggregate SNR ‖E g‖² / tr Cov against the parameter count.",
-    "efficiency_vs_params": "Efficiency (the floor of unbiased estimators over the total MSE) against the "
-    "parameter count; above 1, an estimator beats the floor on these gradients (by bias or structure).",
-}
-
-
 def ledger_dir() -> Path:
     """The folder of the run the page is built from."""
     return Path(os.environ.get("SNRKIT_LEDGER_DIR", DEFAULT_DIR))
@@ -66,16 +54,26 @@ def load_ledger(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, obj
     return verdicts, sweep, provenance
 
 
-def _number(x: float, digits: int = 3) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}g}"
-
-
 def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+# Icons drawn here as inline SVG: emoji need a font the reader may lack, an SVG needs nothing.
+_ICONS = {
+    "holds": '<path d="M4.5 8.2l2.4 2.4 4.6-5" fill="none" stroke="#fff" stroke-width="1.8"/>',
+    "refuted": '<path d="M5.2 5.2l5.6 5.6M10.8 5.2l-5.6 5.6" stroke="#fff" stroke-width="1.8"/>',
+}
+_OTHER_ICON = '<path d="M4.5 8h7" stroke="#fff" stroke-width="1.8"/>'
+
+
 def _verdict_badge(verdict: str) -> str:
-    return {"holds": "✅ holds", "refuted": "❌ refuted"}.get(verdict, f"⚠️ {verdict}")
+    """The verdict as coloured text after a small drawn icon (the colours of the report's figures and tables)."""
+    colour = plots.VERDICT_COLOURS.get(verdict, plots.REFERENCE_COLOUR)
+    icon = (
+        '<svg aria-hidden="true" width="1em" height="1em" viewBox="0 0 16 16" style="vertical-align:-0.15em">'
+        f'<circle cx="8" cy="8" r="7.5" fill="{colour}"/>{_ICONS.get(verdict, _OTHER_ICON)}</svg>'
+    )
+    return f'<span style="color:{colour};font-weight:600;white-space:nowrap">{icon} {verdict}</span>'
 
 
 def _outside(row) -> str:
@@ -85,7 +83,7 @@ def _outside(row) -> str:
 
 def _summary(verdicts: pd.DataFrame) -> list[str]:
     probes = [p for p in ("gaussian", "rademacher", "—") if p in set(verdicts["probe"])]
-    names = {"—": "no probe to choose"}
+    names = {"—": "no probe"}
     lines = [
         "| claim | source | kind | " + " | ".join(names.get(p, p) for p in probes) + " |",
         "| --- | --- | --- | " + " | ".join("---" for _ in probes) + " |",
@@ -94,14 +92,25 @@ def _summary(verdicts: pd.DataFrame) -> list[str]:
         rows = verdicts[verdicts["id"] == claim_id]
         cells = []
         for probe in probes:
-            outcomes = sorted({_verdict_badge(v) for v in rows[rows["probe"] == probe]["verdict"]})
-            cells.append(", ".join(outcomes) or "—")
+            outcomes = sorted(set(rows[rows["probe"] == probe]["verdict"]))
+            cells.append(" ".join(_verdict_badge(v) for v in outcomes) or "—")
         lines.append(f"| [`{claim_id}`](#{claim_id}) | {_cell(claim.source)} | {claim.kind} | " + " | ".join(cells) + " |")
     return lines
 
 
+def _count(value: object) -> str:
+    """A count with thousands separators; a list of counts (the scaling law's widths) as its range."""
+    text = str(value)
+    if text.startswith("["):
+        sizes = json.loads(text)
+        return f"{min(sizes):,} to {max(sizes):,} ({len(sizes)} widths)"
+    return f"{int(float(text)):,}" if text.replace(".", "", 1).isdigit() else text
+
+
 def _claim_section(claim_id: str, verdicts: pd.DataFrame) -> list[str]:
     claim = claims.CLAIMS[claim_id]
+    rows = verdicts[verdicts["id"] == claim_id]
+    several = rows["data"].nunique() > 1
     lines = [
         f"### `{claim_id}` {{ #{claim_id} }}",
         "",
@@ -113,20 +122,23 @@ def _claim_section(claim_id: str, verdicts: pd.DataFrame) -> list[str]:
         "",
         claim.words,
         "",
-        "| data | probe | n | samples | verdict | truth / claim [95 % CI] | exact ratio | p-value |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    rows = verdicts[verdicts["id"] == claim_id]
+    judged = [f"{data} (n = {_count(n)}, {_count(samples)} samples per probe)"
+              for (data, n, samples), _ in rows.groupby(["data", "n", "samples"], sort=False)]
+    lines += ["Judged on " + "; ".join(judged) + ".", ""]
+    head = ["data"] * several + ["probe", "verdict", "truth / claim [95 % CI]", "exact ratio", "p-value"]
+    lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    boxes = []
     for r in rows.itertuples():
-        interval = f"{_number(r.ratio, 4)} [{_number(r.ratio_lo, 4)}, {_number(r.ratio_hi, 4)}]"
-        lines.append(
-            f"| {r.data} | {r.probe} | {r.n} | {r.samples} | {_verdict_badge(r.verdict)}{_outside(r)} | {interval} | "
-            f"{_number(r.exact_ratio, 4)} | {_number(r.p_value, 2)} |"
-        )
-    corrections = sorted({str(c) for c in rows["correction"] if isinstance(c, str) and c})
-    for correction in corrections:
-        lines += ["", f"!!! note \"What the data say instead\"\n    {correction}"]
-    return lines + [""]
+        interval = f"{report.format_number(r.ratio)} [{report.format_number(r.ratio_lo)}, {report.format_number(r.ratio_hi)}]"
+        cells = [r.data] * several + [r.probe, _verdict_badge(r.verdict) + _outside(r), interval,
+                                      report.format_number(r.exact_ratio), report.format_number(r.p_value, 2)]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+        if isinstance(r.correction, str) and r.correction:
+            where = f"{r.probe} probe" if r.probe != "—" else "no probe to choose"
+            boxes += ["", f'!!! note "What the data say instead ({where}{f", {r.data}" if several else ""})"',
+                      f"    {r.correction}"]
+    return lines + boxes + [""]
 
 
 def render(verdicts: pd.DataFrame, sweep: pd.DataFrame, provenance: dict[str, object], figures: list[str]) -> str:
@@ -147,8 +159,10 @@ def render(verdicts: pd.DataFrame, sweep: pd.DataFrame, provenance: dict[str, ob
     ]
     if provenance.get("quick"):
         lines += ['!!! warning "Quick run"', "    These verdicts come from a quick run with fewer samples.", ""]
-    lines += ['!!! info "How to read a verdict"', "    " + report.INTRO, ""]
-    lines += ["## Summary", ""] + _summary(verdicts) + [""]
+    counts, refuted = report.verdict_summary(verdicts)
+    lines += ["## Summary", "", counts, "", refuted, ""]
+    lines += ['!!! info "How to read a verdict"'] + [f"    - {point}" for point in report.HOW_TO_READ] + [""]
+    lines += _summary(verdicts) + [""]
     slopes = report.slope_rows(sweep)
     if slopes:
         lines += [
@@ -164,7 +178,7 @@ def render(verdicts: pd.DataFrame, sweep: pd.DataFrame, provenance: dict[str, ob
     if figures:
         lines += ["## Figures", ""]
         for name in figures:
-            caption = FIGURE_CAPTIONS.get(name, name)
+            caption = report.FIGURE_CAPTIONS.get(name, name)
             lines += [f"![{caption}]({FIGURE_DIR}/{name}.png)", "", f"*{caption}*", ""]
     lines += ["## Claims", ""]
     for claim_id in claims.CLAIMS:
@@ -175,7 +189,9 @@ def render(verdicts: pd.DataFrame, sweep: pd.DataFrame, provenance: dict[str, ob
 def on_files(files: Files, config) -> Files:
     folder = ledger_dir()
     verdicts, sweep, provenance = load_ledger(folder)
-    figures = sorted(p.stem for p in folder.glob("*.png"))
+    found = {p.stem for p in folder.glob("*.png")}
+    # In the report's order; a figure without a caption last
+    figures = [name for name in report.FIGURE_CAPTIONS if name in found] + sorted(found - set(report.FIGURE_CAPTIONS))
     for name in figures:
         files.append(File.generated(config, f"{FIGURE_DIR}/{name}.png", abs_src_path=str(folder / f"{name}.png")))
     files.append(File.generated(config, PAGE, content=render(verdicts, sweep, provenance, figures)))

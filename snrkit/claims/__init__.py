@@ -53,6 +53,7 @@ Examples:
     'holds'
 """
 
+from snrkit.claims.bibliography import REFERENCES, Reference
 from snrkit.claims.checks import CHECKS, MAX_RESOLUTION, QUICK_FULL_SAMPLES_UP_TO, SCALING_TOLERANCE, correction_terms
 from snrkit.claims.engine import get_claim, verify, verify_all
 from snrkit.claims.problems import DEFAULT_WIDTHS, TRAIN_STEPS, default_gradient, default_problem
@@ -61,6 +62,8 @@ from snrkit.claims.registry import CLAIMS
 
 __all__ = [
     "CLAIMS",
+    "REFERENCES",
+    "Reference",
     "CHECKS",
     "Claim",
     "Condition",

@@ -172,7 +172,10 @@ def correction_terms(measured: np.ndarray, pred: np.ndarray, law: Law) -> dict[s
         >>> grad = np.array([3.0, 1.0, 2.0])
         >>> law = sk.ForwardGradient().given(jnp.asarray(grad))
         >>> truth, claim = grad @ grad + grad**2, np.full(3, 4 * grad @ grad)
-        >>> {name: round(value, 3) for name, value in correction_terms(truth, claim, law).items()}
+        >>> {
+        ...     name: round(value, 3)
+        ...     for name, value in correction_terms(truth, claim, law).items()
+        ... }
         {'factor': 0.333, '∇_i²': 1.0, '‖∇‖²': -3.0}
     """
     terms = {"factor": pooled_ratio(measured, pred)}

@@ -121,7 +121,9 @@ def verify(
         >>> grad = jnp.array([3.0, -1.0, 0.5, 2.0])
         >>> verify("yao-eq6", grad, key=jax.random.key(0)).verdict
         'refuted'
-        >>> verify("yao-eq6", grad, key=jax.random.key(0), probe="rademacher").verdict
+        >>> verify(
+        ...     "yao-eq6", grad, key=jax.random.key(0), probe="rademacher"
+        ... ).verdict
         'holds'
     """
     claim = get_claim(claim_id)
@@ -200,13 +202,28 @@ def verify_all(*, key: jax.Array, quick: bool = False, probes: tuple[str, ...] =
 
         >>> import jax, pandas as pd
         >>> from snrkit.claims import verify_all
-        >>> frame = pd.DataFrame({
-        ...     "label": "ForwardGradient(gaussian, K=1)", "source": "exact", "dataset": "digits",
-        ...     "network": ["mlp-64-8-8-10", "mlp-64-32-32-10", "mlp-64-64-64-10"],
-        ...     "metric": "mean_entry_snr", "n": [1000, 4000, 16000],
-        ...     "value": [1 / 1000, 1 / 4000, 1 / 16000], "num_samples": 0})
-        >>> [(v.id, v.verdict, round(v.exact_ratio, 3))
-        ...  for v in verify_all(key=jax.random.key(0), claim_ids=["frye-snr"], sweep_frame=frame)]
+        >>> frame = pd.DataFrame(
+        ...     {
+        ...         "label": "ForwardGradient(gaussian, K=1)",
+        ...         "source": "exact",
+        ...         "dataset": "digits",
+        ...         "network": [
+        ...             "mlp-64-8-8-10",
+        ...             "mlp-64-32-32-10",
+        ...             "mlp-64-64-64-10",
+        ...         ],
+        ...         "metric": "mean_entry_snr",
+        ...         "n": [1000, 4000, 16000],
+        ...         "value": [1 / 1000, 1 / 4000, 1 / 16000],
+        ...         "num_samples": 0,
+        ...     }
+        ... )
+        >>> [
+        ...     (v.id, v.verdict, round(v.exact_ratio, 3))
+        ...     for v in verify_all(
+        ...         key=jax.random.key(0), claim_ids=["frye-snr"], sweep_frame=frame
+        ...     )
+        ... ]
         [('frye-snr', 'holds', 1.0)]
     """
     key = check_key(key)
@@ -236,7 +253,10 @@ def claim_probes(claim: Claim, probes: tuple[str, ...]) -> list[str]:
     Examples:
         >>> from snrkit.claims import CLAIMS
         >>> from snrkit.claims.engine import claim_probes
-        >>> claim_probes(CLAIMS["frye-snr"], ("gaussian", "rademacher")), claim_probes(CLAIMS["yao-eq6"], ("rademacher",))
+        >>> (
+        ...     claim_probes(CLAIMS["frye-snr"], ("gaussian", "rademacher")),
+        ...     claim_probes(CLAIMS["yao-eq6"], ("rademacher",)),
+        ... )
         (['gaussian'], ['rademacher'])
     """
     if not claim.probes:

@@ -44,7 +44,10 @@ class Condition:
         >>> import numpy as np
         >>> from snrkit.claims import CLAIMS
         >>> condition = CLAIMS["yao-eq8"].conditions
-        >>> condition.unmet(np.array([0.1, -0.1])) is None, condition.unmet(np.array([1.0, 3.0]))
+        >>> (
+        ...     condition.unmet(np.array([0.1, -0.1])) is None,
+        ...     condition.unmet(np.array([1.0, 3.0])),
+        ... )
         (True, '∇_i² ranges from 1 to 9 (ratio 9), not one common σ²')
     """
 
@@ -70,7 +73,7 @@ class Claim:
         'Frye (2022), eq. (5), its 2∇_i² from the unnumbered line before it'
         >>> print(claim.latex)
         \mathbb{V}[g_i] = 2\nabla_i^2 + 4\sum_{j\neq i}\nabla_j^2
-        >>> claim.predict(np.array([3.0, 1.0])).tolist()   # 2*9 + 4*1, 2*1 + 4*9
+        >>> claim.predict(np.array([3.0, 1.0])).tolist()  # 2*9 + 4*1, 2*1 + 4*9
         [22.0, 38.0]
         >>> claim.make_estimator("rademacher")
         ForwardGradient(probe='rademacher', directions=1)
@@ -175,11 +178,12 @@ class Verdict:
     $\hat\sigma^2_{b,i}$ of each entry, and the pooled ratio of batch $b$ is
 
     $$
-    R_b = \frac1m \sum_{i:\,c_i>0} \frac{\hat\sigma^2_{b,i}}{c_i},
+    \begin{aligned}
+    R_b &= \frac1m \sum_{i:\,c_i>0} \frac{\hat\sigma^2_{b,i}}{c_i},
     \qquad
-    \mathtt{ratio} = \bar R = \frac1k\sum_{b=1}^k R_b,
-    \qquad
-    \mathtt{ratio\_ci} = \bar R \pm t_{0.975,\,k-1}\,\frac{s_R}{\sqrt k},
+    \mathtt{ratio} = \bar R = \frac1k\sum_{b=1}^k R_b,\\
+    \mathtt{ratio\_ci} &= \bar R \pm t_{0.975,\,k-1}\,\frac{s_R}{\sqrt k},
+    \end{aligned}
     $$
 
     with $m$ the number of entries with $c_i > 0$ and $s_R$ the standard deviation of the
@@ -188,9 +192,10 @@ class Verdict:
     has a fourth moment),
 
     $$
-    p(u) = P\big(\mathrm{Bin}(k, \min(1, u^{-2})) \ge \lceil k/2\rceil\big),
-    \qquad
-    \mathtt{p\_value} = \min\big(1,\ 2\min(n\,\min_i p_i,\ p_{\text{pooled}})\big),
+    \begin{aligned}
+    p(u) &= P\big(\mathrm{Bin}(k, \min(1, u^{-2})) \ge \lceil k/2\rceil\big),\\
+    \mathtt{p\_value} &= \min\big(1,\ 2\min(n\,\min_i p_i,\ p_{\text{pooled}})\big),
+    \end{aligned}
     $$
 
     where $p_i$ is the p-value of entry $i$ and $p_{\text{pooled}}$ that of the $R_b$
@@ -203,10 +208,12 @@ class Verdict:
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from snrkit.claims import verify
-        >>> v = verify("frye-eq5", jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0))
+        >>> v = verify(
+        ...     "frye-eq5", jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0)
+        ... )
         >>> v.verdict, v.holds
         ('refuted', False)
-        >>> round(v.exact_ratio, 3)   # truth / claim from the exact law
+        >>> round(v.exact_ratio, 3)  # truth / claim from the exact law
         0.376
         >>> v.setting["n"], v.setting["probe"], v.setting["samples"]
         (4, 'gaussian', 131072)
@@ -283,7 +290,11 @@ class Verdict:
         Examples:
             >>> import jax, jax.numpy as jnp
             >>> from snrkit.claims import verify
-            >>> v = verify("snrkit-variance", jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0))
+            >>> v = verify(
+            ...     "snrkit-variance",
+            ...     jnp.array([3.0, -1.0, 0.5, 2.0]),
+            ...     key=jax.random.key(0),
+            ... )
             >>> d = v.to_dict()
             >>> d["id"], d["holds"], "entries" in d
             ('snrkit-variance', True, False)
@@ -299,7 +310,9 @@ class Verdict:
         Examples:
             >>> import jax, jax.numpy as jnp
             >>> from snrkit.claims import verify
-            >>> verify("yao-eq6", jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0)).verdict
+            >>> verify(
+            ...     "yao-eq6", jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0)
+            ... ).verdict
             'refuted'
         """
         return {True: "holds", False: "refuted", None: "not resolved"}[self.holds]
@@ -311,7 +324,9 @@ class Verdict:
         Examples:
             >>> import jax, jax.numpy as jnp
             >>> from snrkit.claims import verify
-            >>> verify("yao-eq8", jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0)).qualified_verdict
+            >>> verify(
+            ...     "yao-eq8", jnp.array([3.0, -1.0, 0.5, 2.0]), key=jax.random.key(0)
+            ... ).qualified_verdict
             'refuted outside its stated conditions'
         """
         return self.verdict + (" outside its stated conditions" if self.conditions else "")

@@ -5,6 +5,8 @@
 - [`law`][snrkit.core.law]: the law base class (moments, bias, MSE, SNR, efficiency, sampling).
 - [`estimator`][snrkit.core.estimator]: the estimator base class (`given`, the real
   estimator with `jax.jvp`, cost, description).
+- [`sharding`][snrkit.core.sharding]: samples spread over devices and processes, with
+  the results of one device.
 - [`validation`][snrkit.core.validation], [`tree`][snrkit.core.tree],
   [`precision`][snrkit.core.precision], [`numerics`][snrkit.core.numerics],
   [`io`][snrkit.core.io]: shared checks and plumbing.

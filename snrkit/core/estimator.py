@@ -14,7 +14,10 @@ the guarantee that estimate `i` uses the probes of sample `i` of
 Examples:
     >>> import jax, jax.numpy as jnp, snrkit as sk
     >>> est = sk.ForwardGradient(probe="rademacher", directions=2)
-    >>> isinstance(est, sk.Estimator), est.given(jnp.array([3.0, 4.0])).var().tolist()
+    >>> (
+    ...     isinstance(est, sk.Estimator),
+    ...     est.given(jnp.array([3.0, 4.0])).var().tolist(),
+    ... )
     (True, [8.0, 4.5])
     >>> est.cost()
     Cost(jvps=2, backward_per_estimate=0, backward_per_step=0, memory=3.0)
@@ -22,6 +25,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -33,9 +37,19 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from snrkit.core.law import Law
 from snrkit.core.problem import Problem, ProblemBase, as_problem
+from snrkit.core.sharding import (
+    AXIS,
+    Devices,
+    check_devices,
+    replicate,
+    sample_mesh,
+    spread,
+)
 from snrkit.core.spec import ProbeSpec, Structure
 from snrkit.core.tree import PyTree, ravel, sample_key
 from snrkit.core.validation import check_int, check_key
@@ -144,7 +158,9 @@ class Estimator(ABC):
 
         Examples:
             >>> import jax.numpy as jnp, snrkit as sk
-            >>> sk.ForwardGradient().given({"w": jnp.array([3.0, 4.0])}).var()["w"].tolist()
+            >>> sk.ForwardGradient().given({"w": jnp.array([3.0, 4.0])}).var()[
+            ...     "w"
+            ... ].tolist()
             [34.0, 41.0]
         """
         problem = as_problem(problem)
@@ -166,7 +182,9 @@ class Estimator(ABC):
 
         Examples:
             >>> import jax.numpy as jnp, snrkit as sk
-            >>> sk.Partitioned(blocks="leaves").cost({"a": jnp.ones(2), "b": jnp.ones(3)}).jvps
+            >>> sk.Partitioned(blocks="leaves").cost(
+            ...     {"a": jnp.ones(2), "b": jnp.ones(3)}
+            ... ).jvps
             2
         """
         if problem is None:
@@ -212,7 +230,9 @@ class Estimator(ABC):
         Examples:
             >>> import snrkit as sk
             >>> sk.ForwardGradient(directions=4).describe()
-            {'label': 'ForwardGradient(gaussian, K=4)', 'family': 'forward-gradient', 'params': '{"directions": 4, "probe": "gaussian"}'}
+            {'label': 'ForwardGradient(gaussian, K=4)',
+             'family': 'forward-gradient',
+             'params': '{"directions": 4, "probe": "gaussian"}'}
         """
         return {"label": self.label, "family": self.family, "params": json.dumps(self.params(), sort_keys=True)}
 
@@ -243,7 +263,9 @@ class Estimator(ABC):
             >>> def loss_fn(params, x):
             ...     return jnp.sum(params["w"] * x)
             >>> params = {"w": jnp.array([0.5, -1.0])}
-            >>> value, g = sk.ForwardGradient().value_and_estimate(jax.random.key(0), loss_fn, params, jnp.array([3.0, 4.0]))
+            >>> value, g = sk.ForwardGradient().value_and_estimate(
+            ...     jax.random.key(0), loss_fn, params, jnp.array([3.0, 4.0])
+            ... )
             >>> float(value), g["w"].shape
             (-2.5, (2,))
         """
@@ -286,7 +308,7 @@ class Estimator(ABC):
 
     def estimates(
         self, key: jax.Array, num: int, loss_fn: LossFn, params: PyTree, *args: Any, batch_size: int = 64,
-        state: Mapping[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None, devices: Devices = None,
     ) -> PyTree:
         r"""`num` independent estimates computed with `jax.jvp` only, paired with the law's samples.
 
@@ -296,6 +318,15 @@ class Estimator(ABC):
         Each estimate costs `cost().jvps` JVPs; `batch_size` estimates are vectorised at a
         time (memory grows with it).
 
+        On $D > 1$ devices ([Many devices](../howto/many-devices.md)) the blocks of
+        `batch_size` consecutive estimates are handed out whole, $\lceil B/D\rceil$ to a
+        device for $B$ blocks, and the last `num % batch_size` estimates are computed as
+        on one device. Every estimate is thus computed in a batch of the same shape as on
+        one device, and the result is bit for bit the same as one device's for the same
+        `key` and `batch_size` (the test suite checks it on a real MLP). The result is
+        split over the devices along the sample axis when $D$ divides `num`, else copied
+        to each.
+
         Args:
             key: a JAX key; it fixes the probes of every estimate.
             num: number of estimates.
@@ -304,14 +335,20 @@ class Estimator(ABC):
             *args: further arguments of `loss_fn` (data, labels), not differentiated.
             batch_size: estimates computed together (`jax.lax.map`'s `batch_size`).
             state: values kept between training steps that the family reads.
+            devices: the devices to spread the estimates over, e.g. `jax.devices()[:1]`;
+                `None` (the default) for all of them, `jax.devices()`. With one device,
+                fewer than two blocks, or inside a `jax.jit` of the caller, the estimates
+                are computed by one `jax.lax.map`.
 
         Returns:
             A pytree shaped like `params` with a leading axis of size `num`.
 
         Raises:
-            TypeError: `num` or `batch_size` is not an int, `key` is not one JAX key, or
-                `loss_fn` does not return a real scalar.
-            ValueError: `num` or `batch_size` is less than 1.
+            TypeError: `num` or `batch_size` is not an int, `key` is not one JAX key,
+                `loss_fn` does not return a real scalar, or `devices` is not a sequence of
+                `jax.Device`.
+            ValueError: `num` or `batch_size` is less than 1, or `devices` is empty,
+                repeats a device or mixes platforms.
 
         Examples:
             A linear loss has gradient `x`, so the real estimates are the law's samples:
@@ -322,17 +359,77 @@ class Estimator(ABC):
             >>> params, x = {"w": jnp.array([0.5, -1.0])}, jnp.array([3.0, 4.0])
             >>> est, key = sk.ForwardGradient(), jax.random.key(0)
             >>> g = est.estimates(key, 5, loss_fn, params, x)
-            >>> g["w"].shape, bool(np.allclose(g["w"], est.given({"w": x}).sample(key, 5)["w"], rtol=1e-6))
+            >>> (
+            ...     g["w"].shape,
+            ...     bool(
+            ...         np.allclose(
+            ...             g["w"], est.given({"w": x}).sample(key, 5)["w"], rtol=1e-6
+            ...         )
+            ...     ),
+            ... )
             ((5, 2), True)
         """
         key = check_key(key)
         num, batch_size = check_int(num, "num"), check_int(batch_size, "batch_size")
+        devices = check_devices(devices)
         plan = self._plan(Problem(loss_fn, params, *args, state=state))
-        return jax.lax.map(
-            lambda i: self._value_and_estimate_at(plan, key, i, loss_fn, params, args)[1],
-            jnp.arange(num, dtype=jnp.uint32),
-            batch_size=min(batch_size, num),
+        width = min(batch_size, num)
+        traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((key, params, args)))
+        if len(devices) > 1 and num // width >= 2 and not traced:
+            return self._sharded_estimates(plan, key, num, width, loss_fn, params, args, devices)
+        # one device (or one block, or inside the caller's jit): one lax.map on that device
+        place = jax.default_device(devices[0]) if len(devices) == 1 else contextlib.nullcontext()
+        with place:
+            return jax.lax.map(
+                lambda i: self._value_and_estimate_at(plan, key, i, loss_fn, params, args)[1],
+                jnp.arange(num, dtype=jnp.uint32),
+                batch_size=width,
+            )
+
+    def _sharded_estimates(
+        self, plan: tuple[ProbeSpec, Structure], key: jax.Array, num: int, width: int, loss_fn: LossFn,
+        params: PyTree, args: tuple, devices: tuple[jax.Device, ...],
+    ) -> PyTree:
+        """`estimates` with its `lax.map` blocks of `width` estimates handed out whole to `devices`.
+
+        One device computes `num // width` blocks of `width` estimates (`lax.map`'s scan) and
+        the last `num % width` estimates as one vectorised remainder. Here device `d` runs the
+        same scan over blocks `d * per, ..., (d + 1) * per - 1` (blocks past the last are
+        computed and dropped), and the remainder is computed exactly as `lax.map` computes it:
+        every estimate is computed in a batch of the same shape as on one device.
+        """
+        spec, structure = plan
+        mesh, full = sample_mesh(devices), num // width
+        per = -(-full // len(devices))
+
+        def local(structure: Structure, key: jax.Array, params: PyTree, args: tuple, indices: jax.Array) -> PyTree:
+            return jax.lax.map(
+                lambda i: self._value_and_estimate_at((spec, structure), key, i, loss_fn, params, args)[1],
+                indices,
+                batch_size=width,
+            )
+
+        # each device computes alone (no collectives); JAX's check of varying axes refuses
+        # some JVP rules of a loss (a varying tangent times an invariant value), so it is off
+        sharded = jax.shard_map(
+            local, mesh=mesh, in_specs=(P(), P(), P(), P(), P(AXIS)), out_specs=P(AXIS), check_vma=False
         )
+        blocks = jax.jit(sharded)(
+            *replicate((structure, key, params, args), mesh),
+            spread(np.arange(len(devices) * per * width, dtype=np.uint32), mesh),
+        )
+        parts = [blocks]
+        if num > full * width:  # lax.map's remainder, as lax.map computes it: vmapped, outside any jit
+            rest = jax.vmap(lambda i: self._value_and_estimate_at(plan, key, i, loss_fn, params, args)[1])(
+                jnp.arange(full * width, num, dtype=jnp.uint32)
+            )
+            parts.append(replicate(rest, mesh))
+        # split over the devices when they divide num (JAX shards only evenly), else on each
+        out_spec = P(AXIS) if num % len(devices) == 0 else P()
+        return jax.jit(
+            lambda parts: jax.tree_util.tree_map(lambda x, *rest: jnp.concatenate([x[: full * width], *rest]), *parts),
+            out_shardings=NamedSharding(mesh, out_spec),
+        )(parts)
 
     def _value_and_estimate_at(
         self, plan: tuple[ProbeSpec, Structure], key: jax.Array, index: jax.Array | int, loss_fn: LossFn,

@@ -26,7 +26,10 @@ def write_atomic(path: Path, text: str) -> None:
         ...     path = Path(folder) / "results" / "claims.csv"
         ...     write_atomic(path, "claim,holds\n")
         ...     write_atomic(path, "claim,holds\nyao-eq6,False\n")
-        ...     print(path.read_text().splitlines(), sorted(p.name for p in path.parent.iterdir()))
+        ...     print(
+        ...         path.read_text().splitlines(),
+        ...         sorted(p.name for p in path.parent.iterdir()),
+        ...     )
         ['claim,holds', 'yao-eq6,False'] ['claims.csv']
     """
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +67,7 @@ def check_output_folder(folder: Path, option: str = "--out") -> None:
         ...     check_output_folder(Path(tmp) / "notes.txt" / "report")
         Traceback (most recent call last):
         ...
-        ValueError: cannot write results to .../notes.txt/report: .../notes.txt is a file, not a folder; choose another --out
+        ValueError: cannot write results to .../notes.txt/report: ...
     """
     folder = Path(folder)
     for candidate in (folder, *folder.parents):
@@ -88,7 +91,7 @@ def check_output_file(path: Path, option: str = "--out") -> None:
         ...     check_output_file(Path(tmp))
         Traceback (most recent call last):
         ...
-        ValueError: cannot write results to ...: it is a folder; name a file, e.g. .../snr_sweep.csv
+        ValueError: cannot write results to ...: it is a folder; name a file, ...
     """
     path = Path(path)
     if path.is_dir():

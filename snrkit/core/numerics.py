@@ -3,7 +3,7 @@
 Examples:
     >>> import jax.numpy as jnp
     >>> from snrkit.core.numerics import sum_of_others
-    >>> sum_of_others(jnp.array([1.0, 2.0, 4.0])).tolist()   # Σ_{j≠i} x_j
+    >>> sum_of_others(jnp.array([1.0, 2.0, 4.0])).tolist()  # Σ_{j≠i} x_j
     [6.0, 5.0, 3.0]
 """
 

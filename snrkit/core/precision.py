@@ -13,9 +13,9 @@ representable in the gradient's dtype.
 Examples:
     >>> import jax.numpy as jnp, snrkit as sk
     >>> law = sk.ForwardGradient().given(jnp.full(300, 20.0, jnp.float16))
-    >>> law.var().dtype, float(law.var()[0])          # 300·400 + 400 overflows float16
+    >>> law.var().dtype, float(law.var()[0])  # 300·400 + 400 overflows float16
     (dtype('float32'), 120400.0)
-    >>> law.snr().dtype                                # 400/120400 fits float16
+    >>> law.snr().dtype  # 400/120400 fits float16
     dtype('float16')
 """
 

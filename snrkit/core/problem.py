@@ -17,10 +17,14 @@ Examples:
     >>> import jax, jax.numpy as jnp, snrkit as sk
     >>> def loss_fn(params, x):
     ...     return jnp.sum((x @ params["w"]) ** 2)
-    >>> problem = sk.Problem(loss_fn, {"w": jnp.array([1.0, -1.0])}, jnp.array([[1.0, 2.0], [3.0, 0.0]]))
+    >>> problem = sk.Problem(
+    ...     loss_fn,
+    ...     {"w": jnp.array([1.0, -1.0])},
+    ...     jnp.array([[1.0, 2.0], [3.0, 0.0]]),
+    ... )
     >>> sorted(problem.provides)
     ['gradient', 'hvp', 'loss', 'per_example_gradients']
-    >>> problem.gradient()["w"].tolist()          # 2 Σ_b (x_b·w) x_b
+    >>> problem.gradient()["w"].tolist()  # 2 Σ_b (x_b·w) x_b
     [16.0, -4.0]
     >>> sk.ForwardGradient().given(problem).var()["w"].tolist()
     [528.0, 288.0]
@@ -123,7 +127,7 @@ class ProblemBase(ABC):
             >>> GradientProblem(jnp.ones(2)).state_value("stale_gradient")
             Traceback (most recent call last):
             ...
-            ValueError: this problem carries no state 'stale_gradient' (its state has: nothing); pass ...
+            ValueError: this problem carries no state 'stale_gradient' ...
         """
         if name not in self.state:
             have = ", ".join(sorted(self.state)) or "nothing"
@@ -149,7 +153,7 @@ class ProblemBase(ABC):
             >>> GradientProblem(jnp.ones(2)).require(["gradient", "layers"], "MyFamily")
             Traceback (most recent call last):
             ...
-            ValueError: MyFamily needs layers of the problem, but this problem provides only gradient. ...
+            ValueError: MyFamily needs layers of the problem, ...
         """
         missing = [need for need in needs if need not in self.provides]
         if missing:
@@ -221,7 +225,9 @@ class Problem(ProblemBase):
         >>> from snrkit import data, nets
         >>> digits = data.load_digits().take(64)
         >>> net = nets.mlp((64, 8, 10))
-        >>> problem = sk.Problem.from_network(net, net.init(jax.random.key(0)), digits.flat(), digits.labels)
+        >>> problem = sk.Problem.from_network(
+        ...     net, net.init(jax.random.key(0)), digits.flat(), digits.labels
+        ... )
         >>> sorted(problem.provides)
         ['gradient', 'hvp', 'layers', 'loss', 'per_example_gradients']
         >>> [layer.inputs.shape for layer in problem.layers()]
@@ -280,7 +286,12 @@ class Problem(ProblemBase):
             >>> import jax, jax.numpy as jnp, snrkit as sk
             >>> from snrkit import nets
             >>> net = nets.mlp((3, 2))
-            >>> problem = sk.Problem.from_network(net, net.init(jax.random.key(0)), jnp.ones((4, 3)), jnp.zeros(4, int))
+            >>> problem = sk.Problem.from_network(
+            ...     net,
+            ...     net.init(jax.random.key(0)),
+            ...     jnp.ones((4, 3)),
+            ...     jnp.zeros(4, int),
+            ... )
             >>> problem.layers()[0].weights.shape
             (3, 2)
         """
@@ -304,7 +315,9 @@ class Problem(ProblemBase):
 
         Examples:
             >>> import jax.numpy as jnp, snrkit as sk
-            >>> sk.Problem(lambda w: jnp.sum(w**2), jnp.array([1.0, 2.0])).gradient().tolist()
+            >>> sk.Problem(
+            ...     lambda w: jnp.sum(w**2), jnp.array([1.0, 2.0])
+            ... ).gradient().tolist()
             [2.0, 4.0]
 
         Raises:
@@ -323,7 +336,7 @@ class Problem(ProblemBase):
         Examples:
             >>> import jax.numpy as jnp, snrkit as sk
             >>> problem = sk.Problem(lambda w: jnp.sum(w**3), jnp.array([1.0, 2.0]))
-            >>> problem.hvp(jnp.array([1.0, 1.0])).tolist()     # 6 w ⊙ t
+            >>> problem.hvp(jnp.array([1.0, 1.0])).tolist()  # 6 w ⊙ t
             [6.0, 12.0]
         """
         grad = jax.grad(self.loss_fn)
@@ -371,7 +384,7 @@ def check_loss(loss_fn: Any, params: PyTree, args: tuple) -> None:
         >>> check_loss(lambda p: (jnp.sum(p), {"aux": 1}), jnp.ones(2), ())
         Traceback (most recent call last):
         ...
-        TypeError: loss_fn returns a tuple, e.g. (loss, aux); snrkit differentiates a scalar loss: ...
+        TypeError: loss_fn returns a tuple, e.g. (loss, aux); ...
     """
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be a function loss_fn(params, *args) -> scalar, got {type(loss_fn).__name__}")

@@ -23,7 +23,13 @@ Examples:
     >>> import jax, jax.numpy as jnp, snrkit as sk
     >>> law = sk.ForwardGradient(directions=2).given(jnp.array([3.0, 4.0]))
     >>> spec = law.sampler
-    >>> spec.num_jvps, hash(spec) == hash(sk.ForwardGradient(directions=2).given(jnp.ones(2)).sampler)
+    >>> (
+    ...     spec.num_jvps,
+    ...     hash(spec)
+    ...     == hash(
+    ...         sk.ForwardGradient(directions=2).given(jnp.ones(2)).sampler
+    ...     ),
+    ... )
     (2, True)
 """
 
@@ -116,7 +122,9 @@ class RowTangentSpec(ProbeSpec):
     Examples:
         >>> import jax.numpy as jnp, snrkit as sk
         >>> from snrkit.core.spec import RowTangentSpec
-        >>> isinstance(sk.OrthogonalFrames(2).given(jnp.ones(3)).sampler, RowTangentSpec)
+        >>> isinstance(
+        ...     sk.OrthogonalFrames(2).given(jnp.ones(3)).sampler, RowTangentSpec
+        ... )
         True
     """
 

@@ -48,7 +48,9 @@ def ravel(tree: PyTree) -> tuple[jax.Array, Callable[[jax.Array], PyTree]]:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> flat, unravel = ravel({"b": jnp.array([1.0]), "w": jnp.array([2.0, 3.0])})
+        >>> flat, unravel = ravel(
+        ...     {"b": jnp.array([1.0]), "w": jnp.array([2.0, 3.0])}
+        ... )
         >>> flat.tolist()
         [1.0, 2.0, 3.0]
         >>> unravel(flat)["w"].tolist()
@@ -97,7 +99,7 @@ def unravel_host(flat: np.ndarray, like: PyTree) -> PyTree:
     Examples:
         >>> import numpy as np
         >>> like = {"b": np.zeros(1), "w": np.zeros((2, 1))}
-        >>> tree = unravel_host(np.arange(6.0).reshape(2, 3), like)   # two rows
+        >>> tree = unravel_host(np.arange(6.0).reshape(2, 3), like)  # two rows
         >>> tree["w"].shape, tree["w"][1].ravel().tolist()
         ((2, 2, 1), [4.0, 5.0])
     """

@@ -7,7 +7,7 @@ Examples:
     >>> check_alpha(1.5)
     Traceback (most recent call last):
     ...
-    ValueError: alpha must lie strictly between 0 and 1 (a false-failure rate, e.g. 1e-6); got 1.5
+    ValueError: alpha must lie strictly between 0 and 1 ...; got 1.5
 """
 
 from __future__ import annotations
@@ -123,7 +123,9 @@ def validate_float_tree(tree: PyTree, name: str, *, check_finite: bool = True) -
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> validate_float_tree({"w": jnp.array([1.0, 2.0])}, "grad")   # fine: returns None
+        >>> validate_float_tree(
+        ...     {"w": jnp.array([1.0, 2.0])}, "grad"
+        ... )  # fine: returns None
         >>> validate_float_tree({"w": jnp.array([1.0, jnp.nan])}, "grad")
         Traceback (most recent call last):
         ...
@@ -131,7 +133,7 @@ def validate_float_tree(tree: PyTree, name: str, *, check_finite: bool = True) -
         >>> validate_float_tree(jnp.array([1, 2]), "grad")
         Traceback (most recent call last):
         ...
-        TypeError: grad has dtype int32; forward-gradient estimators need floating arrays. ...
+        TypeError: grad has dtype int32; ...
     """
     leaves = jax.tree_util.tree_leaves(tree)
     if not leaves:
@@ -204,5 +206,3 @@ def check_key(key: Any, name: str = "key") -> jax.Array:
         f"{'' if not hasattr(key, 'shape') else f' of shape {key.shape}'}. Keys are explicit in snrkit: "
         f"no global seed is used."
     )
-
-

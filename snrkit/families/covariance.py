@@ -29,9 +29,12 @@ Derived in the docs: [Gaussian probes with a covariance](../families/covariance-
 
 Examples:
     >>> import jax.numpy as jnp, numpy as np, snrkit as sk
-    >>> u = np.array([[1.0], [0.0]])                       # Σ = u uᵀ: probe along e₁ only
+    >>> u = np.array([[1.0], [0.0]])  # Σ = u uᵀ: probe along e₁ only
     >>> law = sk.CovarianceProbe(factor=u).given(jnp.array([3.0, 4.0]))
-    >>> law.mean().tolist(), law.var().tolist()            # Σ∇ = (3, 0); 2·9 on e₁, 0 elsewhere
+    >>> (
+    ...     law.mean().tolist(),
+    ...     law.var().tolist(),
+    ... )  # Σ∇ = (3, 0); 2·9 on e₁, 0 elsewhere
     ([3.0, 0.0], [18.0, 0.0])
 """
 
@@ -73,7 +76,10 @@ class Factor:
     Examples:
         >>> import numpy as np
         >>> from snrkit.families.covariance import Factor
-        >>> Factor(np.ones((3, 2))), Factor(np.ones((3, 2))) == Factor(np.ones((3, 2)))
+        >>> (
+        ...     Factor(np.ones((3, 2))),
+        ...     Factor(np.ones((3, 2))) == Factor(np.ones((3, 2))),
+        ... )
         (Factor(n=3, r=2), True)
     """
 
@@ -178,16 +184,23 @@ class GaussianFactorLaw(Law):
     (whitened) and $D_i = \Sigma_{ii}$ (plain) or $(\Sigma^{-1})_{ii}$ (whitened):
 
     $$
-    \operatorname{Var}[g_i] = \frac{q D_i + \mu_i^2}{K},\qquad
-    \mu_{4,i} = \frac{9\mu_i^4 + 42\mu_i^2 qD_i + 9q^2D_i^2 + 3(K-1)(\mu_i^2+qD_i)^2}{K^3}.
+    \begin{aligned}
+    \operatorname{Var}[g_i] &= \frac{q D_i + \mu_i^2}{K},\\
+    \mu_{4,i} &= \frac{9\mu_i^4 + 42\mu_i^2 qD_i + 9q^2D_i^2 + 3(K-1)(\mu_i^2+qD_i)^2}{K^3}.
+    \end{aligned}
     $$
 
     Derived in the docs: [Gaussian probes with a covariance](../families/covariance-probes.md).
 
     Examples:
         >>> import jax.numpy as jnp, numpy as np, snrkit as sk
-        >>> law = sk.CovarianceProbe(factor=np.eye(2)).given(jnp.array([3.0, 4.0]))   # Σ = I: the forward gradient
-        >>> law.var().tolist(), sk.ForwardGradient().given(jnp.array([3.0, 4.0])).var().tolist()
+        >>> law = sk.CovarianceProbe(factor=np.eye(2)).given(
+        ...     jnp.array([3.0, 4.0])
+        ... )  # Σ = I: the forward gradient
+        >>> (
+        ...     law.var().tolist(),
+        ...     sk.ForwardGradient().given(jnp.array([3.0, 4.0])).var().tolist(),
+        ... )
         ([34.0, 41.0], [34.0, 41.0])
     """
 
@@ -296,7 +309,9 @@ class CovarianceProbe(Estimator):
         >>> stale = jnp.array([2.5, 4.5, 0.5])
         >>> est = sk.CovarianceProbe.prior(stale, confidence=0.5)
         >>> law = est.given(jnp.array([3.0, 4.0, 0.0]))
-        >>> float(law.total_mse()) < float(sk.ForwardGradient().given(jnp.array([3.0, 4.0, 0.0])).total_mse())
+        >>> float(law.total_mse()) < float(
+        ...     sk.ForwardGradient().given(jnp.array([3.0, 4.0, 0.0])).total_mse()
+        ... )
         True
     """
 
@@ -356,8 +371,11 @@ class CovarianceProbe(Estimator):
         Examples:
             >>> import jax.numpy as jnp, snrkit as sk
             >>> grad = jnp.array([3.0, 4.0, 0.0])
-            >>> law = sk.CovarianceProbe.prior(grad, confidence=0.5).given(grad)   # a correct belief
-            >>> law.mean().tolist(), float(law.total_variance())                  # ((1−ρ)(n−1) + 2)·25
+            >>> law = sk.CovarianceProbe.prior(grad, confidence=0.5).given(
+            ...     grad
+            ... )  # a correct belief
+            >>> # total variance ((1−ρ)(n−1) + 2)·25
+            >>> law.mean().tolist(), float(law.total_variance())
             ([3.0, 4.0, 0.0], 75.0)
         """
         if isinstance(confidence, bool) or not isinstance(confidence, int | float) or not 0.0 <= confidence <= 1.0:
@@ -378,8 +396,10 @@ class CovarianceProbe(Estimator):
 
         Examples:
             >>> import jax.numpy as jnp, numpy as np, snrkit as sk
-            >>> law = sk.CovarianceProbe.subspace(np.array([[1.0], [1.0], [0.0]])).given(jnp.array([3.0, 1.0, 5.0]))
-            >>> [round(x, 5) for x in law.mean().tolist()]     # projection on (1, 1, 0)/√2
+            >>> law = sk.CovarianceProbe.subspace(
+            ...     np.array([[1.0], [1.0], [0.0]])
+            ... ).given(jnp.array([3.0, 1.0, 5.0]))
+            >>> [round(x, 5) for x in law.mean().tolist()]  # projection on (1, 1, 0)/√2
             [2.0, 2.0, 0.0]
         """
         values = Factor(basis).array.astype(np.float64)

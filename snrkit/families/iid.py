@@ -8,10 +8,12 @@ $$
 With $B(i)$ the block of coordinate $i$:
 
 $$
-\mathbb E[g] = \nabla, \qquad
-\operatorname{Var}[g_i] = \frac{\|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2}{K}, \qquad
-\operatorname{Cov}[g] = \frac1K\Big(\bigoplus_B \big(\|\nabla_B\|^2 I + \nabla_B\nabla_B^\top\big)
+\begin{aligned}
+\mathbb E[g] &= \nabla, \qquad
+\operatorname{Var}[g_i] = \frac{\|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2}{K},\\
+\operatorname{Cov}[g] &= \frac1K\Big(\bigoplus_B \big(\|\nabla_B\|^2 I + \nabla_B\nabla_B^\top\big)
     + (\kappa-3)\operatorname{diag}(\nabla^2)\Big).
+\end{aligned}
 $$
 
 The forward gradient of Baydin et al. (2022, "Gradients without backpropagation") is one
@@ -23,7 +25,9 @@ the variance, covariance and fourth moment are derived in the docs:
 
 Examples:
     >>> import jax.numpy as jnp, snrkit as sk
-    >>> law = sk.ForwardGradient().given(jnp.array([3.0, 4.0]))   # Gaussian, K = 1
+    >>> law = sk.ForwardGradient().given(
+    ...     jnp.array([3.0, 4.0])
+    ... )  # Gaussian, K = 1
     >>> law.var().tolist(), law.cov().tolist()
     ([34.0, 41.0], [[34.0, 12.0], [12.0, 41.0]])
 """
@@ -81,7 +85,11 @@ class BlockProbeSpec(ProbeSpec):
         >>> spec = law.sampler
         >>> spec.directions, spec.num_blocks, spec.num_jvps
         (1, 2, 2)
-        >>> jax.jit(spec)(law.sampling_args, jax.random.key(0), jnp.arange(3, dtype=jnp.uint32)).shape
+        >>> jax.jit(spec)(
+        ...     law.sampling_args,
+        ...     jax.random.key(0),
+        ...     jnp.arange(3, dtype=jnp.uint32),
+        ... ).shape
         (3, 4)
     """
 
@@ -174,7 +182,7 @@ class BlockProbeLaw(Law):
         >>> law = sk.Partitioned(blocks=2).given(jnp.array([1.0, 2.0, 3.0, 4.0]))
         >>> law
         BlockProbeLaw(n=4, Partitioned(gaussian, K=1, blocks=2))
-        >>> law.var().tolist()    # blocks {1, 2} and {3, 4}: ‖∇_B‖² + ∇ᵢ²
+        >>> law.var().tolist()  # blocks {1, 2} and {3, 4}: ‖∇_B‖² + ∇ᵢ²
         [6.0, 9.0, 34.0, 41.0]
     """
 
@@ -275,7 +283,11 @@ class BlockProbeLaw(Law):
 
         Examples:
             >>> import jax.numpy as jnp, snrkit as sk
-            >>> terms = sk.Partitioned(blocks=2).given(jnp.array([1.0, 2.0, 3.0, 4.0])).correction_terms()
+            >>> terms = (
+            ...     sk.Partitioned(blocks=2)
+            ...     .given(jnp.array([1.0, 2.0, 3.0, 4.0]))
+            ...     .correction_terms()
+            ... )
             >>> {name: column.tolist() for name, column in terms.columns.items()}
             {'∇_i²': [1.0, 4.0, 9.0, 16.0], '‖∇_B(i)‖²': [5.0, 5.0, 25.0, 25.0]}
         """
@@ -374,10 +386,12 @@ class ForwardGradient(_BlockProbeEstimator):
     $n$ coordinates and probe kurtosis $\kappa = \mathbb E[v^4]$, its exact law is
 
     $$
-    \mathbb E[g] = \nabla,\qquad
-    \operatorname{Var}[g_i] = \frac{\|\nabla\|^2 + (\kappa-2)\nabla_i^2}{K},\qquad
-    \operatorname{tr}\operatorname{Cov}[g] = \frac{(n+\kappa-2)\|\nabla\|^2}{K},\qquad
+    \begin{aligned}
+    \mathbb E[g] &= \nabla,\qquad
+    \operatorname{Var}[g_i] = \frac{\|\nabla\|^2 + (\kappa-2)\nabla_i^2}{K},\\
+    \operatorname{tr}\operatorname{Cov}[g] &= \frac{(n+\kappa-2)\|\nabla\|^2}{K},\qquad
     \mathrm{SNR}_i = \frac{\nabla_i^2}{\operatorname{Var}[g_i]}.
+    \end{aligned}
     $$
 
     Gaussian probes ($\kappa=3$) give $\|\nabla\|^2+\nabla_i^2$; Rademacher ($\kappa=1$)
@@ -395,11 +409,13 @@ class ForwardGradient(_BlockProbeEstimator):
     Examples:
         >>> import jax, jax.numpy as jnp, snrkit as sk
         >>> law = sk.ForwardGradient("gaussian").given(jnp.array([3.0, 4.0]))
-        >>> law.var().tolist()   # ‖∇‖² + ∇ᵢ² = 25 + (9, 16)
+        >>> law.var().tolist()  # ‖∇‖² + ∇ᵢ² = 25 + (9, 16)
         [34.0, 41.0]
-        >>> float(law.total_variance())   # (n + κ − 2)‖∇‖² = 3 · 25
+        >>> float(law.total_variance())  # (n + κ − 2)‖∇‖² = 3 · 25
         75.0
-        >>> sk.ForwardGradient("rademacher", directions=4).given(jnp.array([3.0, 4.0])).var().tolist()
+        >>> sk.ForwardGradient("rademacher", directions=4).given(
+        ...     jnp.array([3.0, 4.0])
+        ... ).var().tolist()
         [4.0, 2.25]
     """
 
@@ -502,9 +518,11 @@ class Partitioned(_BlockProbeEstimator):
     [Derivations](../derivations.md)):
 
     $$
-    \mathbb E[g] = \nabla,\qquad
-    \operatorname{Var}[g_i] = \frac{\|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2}{K},\qquad
-    \operatorname{tr}\operatorname{Cov}[g] = \frac1K\Big(\sum_B |B|\,\|\nabla_B\|^2 + (\kappa-2)\|\nabla\|^2\Big).
+    \begin{aligned}
+    \mathbb E[g] &= \nabla,\qquad
+    \operatorname{Var}[g_i] = \frac{\|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2}{K},\\
+    \operatorname{tr}\operatorname{Cov}[g] &= \frac1K\Big(\sum_B |B|\,\|\nabla_B\|^2 + (\kappa-2)\|\nabla\|^2\Big).
+    \end{aligned}
     $$
 
     $\mathrm{SNR}_i = \nabla_i^2/\operatorname{Var}[g_i]$. Yao's eq. (9) states
@@ -528,12 +546,14 @@ class Partitioned(_BlockProbeEstimator):
     Examples:
         >>> import jax.numpy as jnp, numpy as np, snrkit as sk
         >>> law = sk.Partitioned(blocks=2).given(jnp.array([1.0, 2.0, 3.0, 4.0]))
-        >>> law.var().tolist()   # ‖∇_B‖² + ∇ᵢ²: blocks {1, 2} and {3, 4}
+        >>> law.var().tolist()  # ‖∇_B‖² + ∇ᵢ²: blocks {1, 2} and {3, 4}
         [6.0, 9.0, 34.0, 41.0]
         >>> grad = {"b": jnp.array([1.0, 2.0]), "w": jnp.array([3.0, 4.0])}
         >>> sk.Partitioned(blocks="leaves").given(grad).num_blocks
         2
-        >>> sk.Partitioned(blocks=np.array([0, 1, 0, 1])).given(jnp.array([1.0, 2.0, 3.0, 4.0])).var().tolist()
+        >>> sk.Partitioned(blocks=np.array([0, 1, 0, 1])).given(
+        ...     jnp.array([1.0, 2.0, 3.0, 4.0])
+        ... ).var().tolist()
         [11.0, 24.0, 19.0, 36.0]
     """
 

@@ -30,9 +30,15 @@ whether it does what it says (the `flugel-*` claims of the [claims ledger](../cl
 Examples:
     >>> import jax.numpy as jnp, snrkit as sk
     >>> grad = jnp.array([3.0, 4.0, 0.0, 1.0])
-    >>> sk.MultiTangent(2, "mean").given(grad).var().tolist() == sk.ForwardGradient(directions=2).given(grad).var().tolist()
+    >>> sk.MultiTangent(2, "mean").given(
+    ...     grad
+    ... ).var().tolist() == sk.ForwardGradient(directions=2).given(
+    ...     grad
+    ... ).var().tolist()
     True
-    >>> sk.MultiTangent(2, "mean", tangents="unit").given(grad).mean().tolist()   # ∇/n
+    >>> sk.MultiTangent(2, "mean", tangents="unit").given(
+    ...     grad
+    ... ).mean().tolist()  # ∇/n
     [0.75, 1.0, 0.0, 0.25]
 """
 
@@ -71,7 +77,7 @@ def chi_mean(k: int) -> float:
 
     Examples:
         >>> from snrkit.families.multitangent import chi_mean
-        >>> round(chi_mean(1), 6), round(chi_mean(2), 6)      # √(2/π), √(π/2)
+        >>> round(chi_mean(1), 6), round(chi_mean(2), 6)  # √(2/π), √(π/2)
         (0.797885, 1.253314)
     """
     return math.sqrt(2.0) * math.exp(math.lgamma((k + 1) / 2) - math.lgamma(k / 2))
@@ -86,7 +92,7 @@ def peer_expected_length(aggregation: str, k: int, n: int) -> float:
 
     Examples:
         >>> from snrkit.families.multitangent import peer_expected_length
-        >>> round(peer_expected_length("mean", 4, 64), 5)   # √(68/5)/64
+        >>> round(peer_expected_length("mean", 4, 64), 5)  # √(68/5)/64
         0.05762
     """
     if aggregation == "projection":
@@ -139,8 +145,10 @@ class SphereProbeLaw(Law):
     is a Gaussian quadratic form. With $P = \nabla_i$ and $Q^2 = \|\nabla\|^2$:
 
     $$
-    \operatorname{Var}[g_i] = \frac{\|\nabla\|^2 + \frac{n-2}{n}\nabla_i^2}{K\,n(n+2)},\qquad
-    \mu_{4,i}^{(1)} = \frac{9n^3Q^4 + 6n(n-2)(7n-12)P^2Q^2 + 3(n-2)(3n^2-14n+24)P^4}{n^4(n+2)(n+4)(n+6)},
+    \begin{aligned}
+    \operatorname{Var}[g_i] &= \frac{\|\nabla\|^2 + \frac{n-2}{n}\nabla_i^2}{K\,n(n+2)},\\
+    \mu_{4,i}^{(1)} &= \frac{9n^3Q^4 + 6n(n-2)(7n-12)P^2Q^2 + 3(n-2)(3n^2-14n+24)P^4}{n^4(n+2)(n+4)(n+6)},
+    \end{aligned}
     $$
 
     and the mean of $K$ directions has $(\mu_4^{(1)} + 3(K-1)\sigma_1^4)/K^3$. Derived in the
@@ -148,8 +156,10 @@ class SphereProbeLaw(Law):
 
     Examples:
         >>> import jax.numpy as jnp, snrkit as sk
-        >>> law = sk.MultiTangent(1, "mean", tangents="unit").given(jnp.array([3.0, 4.0]))
-        >>> law.var().tolist()     # (25 + 0)/(2·4): for n = 2 the ∇_i² term vanishes
+        >>> law = sk.MultiTangent(1, "mean", tangents="unit").given(
+        ...     jnp.array([3.0, 4.0])
+        ... )
+        >>> law.var().tolist()  # (25 + 0)/(2·4): for n = 2 the ∇_i² term vanishes
         [3.125, 3.125]
     """
 
@@ -239,7 +249,10 @@ class MultiTangent(Estimator):
         >>> import jax.numpy as jnp, snrkit as sk
         >>> grad = jnp.arange(1.0, 9.0)
         >>> law = sk.MultiTangent(4, "projection").given(grad)
-        >>> round(float(law.total_mse()), 3), round(float((1 - 4 / 8) * grad @ grad), 3)   # (1 − K/n)‖∇‖²
+        >>> (
+        ...     round(float(law.total_mse()), 3),
+        ...     round(float((1 - 4 / 8) * grad @ grad), 3),
+        ... )  # (1 − K/n)‖∇‖²
         (102.0, 102.0)
     """
 

@@ -2,9 +2,9 @@ r"""Orthogonal frames: K orthonormal directions drawn from the Haar measure, one
 
 $$
 g = c \sum_{k=1}^K (\nabla\cdot q_k)\, q_k = c\,QQ^\top\nabla,
-\qquad Q = (q_1,\dots,q_K)\ \text{Haar on the Stiefel manifold},
 $$
 
+with $Q = (q_1,\dots,q_K)$ Haar on the Stiefel manifold,
 drawn as the QR factor of an $n\times K$ Gaussian matrix with the sign fix (each column
 multiplied by the sign of the matching diagonal entry of $R$). With $P = QQ^\top$ a random
 rank-$K$ projection and $m = K/n$:
@@ -27,7 +27,11 @@ Examples:
     >>> import jax.numpy as jnp, snrkit as sk
     >>> grad = jnp.array([3.0, 4.0, 0.0, 0.0])
     >>> law = sk.OrthogonalFrames(directions=2).given(grad)
-    >>> float(law.total_variance()), float(law.floor()), float(law.efficiency())   # (4/2 − 1)·25
+    >>> (
+    ...     float(law.total_variance()),
+    ...     float(law.floor()),
+    ...     float(law.efficiency()),
+    ... )  # (4/2 − 1)·25
     (25.0, 25.0, 1.0)
 """
 
@@ -124,9 +128,11 @@ class HaarProjectionLaw(Law):
     $O_i = \sum_{j\ne i}\nabla_j^2$ and scale 1:
 
     $$
-    \operatorname{Var}[g_i] = \frac{K(n-K)}{n(n+2)}\Big[\frac{2\nabla_i^2}{n} + \frac{O_i}{n-1}\Big],\qquad
-    \mu_{4,i} = \nabla_i^4\mu_4(A) + \frac{6\nabla_i^2 O_i}{n-1}\,\mathbb E[(A-m)^2A(1-A)]
-        + \frac{3 O_i^2}{(n-1)(n+1)}\,\mathbb E[A^2(1-A)^2],
+    \begin{aligned}
+    \operatorname{Var}[g_i] &= \frac{K(n-K)}{n(n+2)}\Big[\frac{2\nabla_i^2}{n} + \frac{O_i}{n-1}\Big],\\
+    \mu_{4,i} &= \nabla_i^4\mu_4(A) + \frac{6\nabla_i^2 O_i}{n-1}\,\mathbb E[(A-m)^2A(1-A)]\\
+        &\qquad + \frac{3 O_i^2}{(n-1)(n+1)}\,\mathbb E[A^2(1-A)^2],
+    \end{aligned}
     $$
 
     with the Beta moments in closed form (free of the cancellation of raw moments at
@@ -140,8 +146,13 @@ class HaarProjectionLaw(Law):
 
     Examples:
         >>> import jax.numpy as jnp, snrkit as sk
-        >>> law = sk.OrthogonalFrames(directions=1, scale="projection").given(jnp.array([3.0, 4.0]))
-        >>> law.mean().tolist(), law.var().tolist()    # (K/n)∇; K(n−K)/(n(n+2))·(2∇ᵢ²/n + O_i/(n−1)) = 25/8
+        >>> law = sk.OrthogonalFrames(directions=1, scale="projection").given(
+        ...     jnp.array([3.0, 4.0])
+        ... )
+        >>> (
+        ...     law.mean().tolist(),
+        ...     law.var().tolist(),
+        ... )  # (K/n)∇; K(n−K)/(n(n+2))·(2∇ᵢ²/n + O_i/(n−1)) = 25/8
         ([1.5, 2.0], [3.125, 3.125])
     """
 
@@ -219,7 +230,9 @@ def beta_moments(n: int, k: int) -> tuple[float, float, float]:
 
     Examples:
         >>> from snrkit.families.orthogonal import beta_moments
-        >>> [round(x, 6) for x in beta_moments(4, 2)]    # Beta(1, 1) is uniform: 1/80, 1/120, 1/30
+        >>> [
+        ...     round(x, 6) for x in beta_moments(4, 2)
+        ... ]  # Beta(1, 1) is uniform: 1/80, 1/120, 1/30
         [0.0125, 0.008333, 0.033333]
     """
     n_, k_ = float(n), float(k)
@@ -262,9 +275,17 @@ class OrthogonalFrames(Estimator):
     Examples:
         >>> import jax.numpy as jnp, snrkit as sk
         >>> law = sk.OrthogonalFrames(directions=1).given(jnp.array([3.0, 4.0]))
-        >>> law.var().tolist()   # (n−K)/(K(n+2)) · (2∇ᵢ² + n·O_i/(n−1)) = (18 + 32)/4
+        >>> # (n−K)/(K(n+2)) · (2∇ᵢ² + n·O_i/(n−1)) = (18 + 32)/4
+        >>> law.var().tolist()
         [12.5, 12.5]
-        >>> round(float(sk.OrthogonalFrames(2, scale="projection").given(jnp.arange(1.0, 5.0)).total_mse()), 4)
+        >>> round(
+        ...     float(
+        ...         sk.OrthogonalFrames(2, scale="projection")
+        ...         .given(jnp.arange(1.0, 5.0))
+        ...         .total_mse()
+        ...     ),
+        ...     4,
+        ... )
         15.0
     """
 

@@ -43,9 +43,11 @@ Examples:
     >>> import jax, jax.numpy as jnp, snrkit as sk
     >>> law = sk.ForwardGradient().given(jnp.array([3.0, 4.0]))
     >>> m = sk.monte_carlo(law, jax.random.key(0), 8192, batches=32)
-    >>> sk.stats.compare_variance(m, law).holds          # ‖∇‖² + ∇ᵢ²
+    >>> sk.stats.compare_variance(m, law).holds  # ‖∇‖² + ∇ᵢ²
     True
-    >>> sk.stats.compare_variance(m, 4 * law.flat_var(), law=law).holds   # 4 times too large
+    >>> sk.stats.compare_variance(
+    ...     m, 4 * law.flat_var(), law=law
+    ... ).holds  # 4 times too large
     False
 """
 
@@ -57,7 +59,7 @@ from snrkit.stats.comparisons import (
     critical_deviation,
     median_pvalue,
 )
-from snrkit.stats.design import guaranteed_power
+from snrkit.stats.design import detection_margin
 from snrkit.stats.intervals import batch_means_interval, batch_variance_sd, t_half_width
 
 __all__ = [
@@ -67,8 +69,18 @@ __all__ = [
     "compare_variance",
     "critical_deviation",
     "median_pvalue",
-    "guaranteed_power",
+    "detection_margin",
     "batch_means_interval",
     "batch_variance_sd",
     "t_half_width",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The old name read as a probability ("guaranteed power 1.05"); say where it went.
+    if name == "guaranteed_power":
+        raise AttributeError(
+            "snrkit.stats.guaranteed_power was renamed detection_margin (the same number: at least 1 means the "
+            "wrong formula is rejected with probability at least 1 - beta); use sk.stats.detection_margin"
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

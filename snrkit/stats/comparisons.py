@@ -91,7 +91,9 @@ class Comparison:
             >>> import jax, jax.numpy as jnp, snrkit as sk
             >>> law = sk.ForwardGradient().given(jnp.array([3.0, 4.0]))
             >>> m = sk.monte_carlo(law, jax.random.key(0), 8192, batches=32)
-            >>> c = sk.stats.compare_mean(m, jnp.array([3.0, 0.0]), law=law)   # coordinate 1 is wrong
+            >>> c = sk.stats.compare_mean(
+            ...     m, jnp.array([3.0, 0.0]), law=law
+            ... )  # coordinate 1 is wrong
             >>> c.holds, c.worst
             (False, 1)
         """
@@ -130,9 +132,11 @@ def median_pvalue(deviation: np.ndarray | float, num_batches: int) -> np.ndarray
 
     Examples:
         >>> from snrkit.stats import median_pvalue
-        >>> float(median_pvalue(0.5, 32))          # within one standard deviation: no evidence
+        >>> float(
+        ...     median_pvalue(0.5, 32)
+        ... )  # within one standard deviation: no evidence
         1.0
-        >>> f"{float(median_pvalue(10.0, 32)):.2e}"   # P(Bin(32, 0.01) >= 16)
+        >>> f"{float(median_pvalue(10.0, 32)):.2e}"  # P(Bin(32, 0.01) >= 16)
         '5.17e-24'
     """
     u = np.abs(np.asarray(deviation, dtype=np.float64))
@@ -158,7 +162,10 @@ def critical_deviation(num_batches: int, alpha: float) -> float:
     Examples:
         >>> from snrkit.stats import critical_deviation, median_pvalue
         >>> t = critical_deviation(32, 1e-6)
-        >>> round(t, 3), bool(median_pvalue(t, 32) <= 1e-6 < median_pvalue(0.99 * t, 32))
+        >>> (
+        ...     round(t, 3),
+        ...     bool(median_pvalue(t, 32) <= 1e-6 < median_pvalue(0.99 * t, 32)),
+        ... )
         (2.704, True)
     """
     if median_pvalue(1e12, num_batches) > alpha:
@@ -217,7 +224,7 @@ def compare_variance(
         >>> sk.stats.compare_variance(m, law).holds
         True
         >>> wrong = sk.stats.compare_variance(m, 4 * law.flat_var(), law=law)
-        >>> wrong.holds, round(wrong.ratio, 1)      # measured / predicted ≈ 1/4
+        >>> wrong.holds, round(wrong.ratio, 1)  # measured / predicted ≈ 1/4
         (False, 0.2)
     """
     alpha = check_alpha(alpha)

@@ -11,16 +11,26 @@ from snrkit.stats.comparisons import DEFAULT_ALPHA, critical_deviation
 from snrkit.stats.intervals import batch_variance_sd
 
 
-def guaranteed_power(
+def detection_margin(
     law: Law, wrong: PyTree, *, num_samples: int, batches: int, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_ALPHA
 ) -> float:
-    r"""How surely [`compare_variance`][snrkit.stats.compare_variance] rejects a wrong variance formula, by design.
+    r"""How many times over a planned comparison can detect a wrong variance formula (≥ 1: surely).
 
-    With batches of equal size, the median standardised deviation from the truth is below
-    $t_\beta$ with probability at least $1-\beta$; the wrong formula is then rejected
-    whenever some coordinate has
-    $|\sigma^2_i - w_i|/\sigma_{b,i} \ge t_\beta + t_{\alpha/(2n)}$ ($n$ coordinates,
-    $t$ the [`critical_deviation`][snrkit.stats.critical_deviation]).
+    Not a probability: the ratio of the wrong formula's largest error to the error that
+    [`compare_variance`][snrkit.stats.compare_variance] is sure to detect. With batches of
+    equal size, the median standardised deviation from the truth is below $t_\beta$ with
+    probability at least $1-\beta$; the wrong formula is then rejected whenever some
+    coordinate has $|\sigma^2_i - w_i|/\sigma_{b,i} \ge t_\beta + t_{\alpha/(2n)}$
+    ($n$ coordinates, $t$ the [`critical_deviation`][snrkit.stats.critical_deviation]). The
+    margin is
+
+    $$
+    \max_i \frac{|\sigma^2_i - w_i|}{\sigma_{b,i}\,(t_\beta + t_{\alpha/(2n)})},
+    $$
+
+    so a margin of at least 1 means the power (the probability of rejecting $w$) is at least
+    $1-\beta$; a margin of 2 means an error half as large would still be detected. Below 1
+    the bound says nothing: the test may still reject, but is not guaranteed to.
 
     Args:
         law: the true law; its exact variance and fourth moment give $\sigma_{b,i}$.
@@ -31,8 +41,8 @@ def guaranteed_power(
         beta: allowed probability of missing the wrong formula.
 
     Returns:
-        $\max_i |\sigma^2_i - w_i| / (\sigma_{b,i}(t_\beta + t_{\alpha/(2n)}))$: at least 1
-        means the wrong formula is rejected with probability at least $1-\beta$.
+        The margin above, a non-negative number: at least 1 means the wrong formula is
+        rejected with probability at least $1-\beta$.
 
     Raises:
         ValueError: `num_samples` is not a multiple of `batches`, leaves fewer than 2
@@ -45,15 +55,21 @@ def guaranteed_power(
 
         >>> import jax.numpy as jnp, snrkit as sk
         >>> law = sk.ForwardGradient().given(jnp.array([3.0, 4.0]))
-        >>> sk.stats.guaranteed_power(law, 4 * law.flat_var(), num_samples=8192, batches=32) >= 1
+        >>> var = law.flat_var()
+        >>> sk.stats.detection_margin(
+        ...     law, 4 * var, num_samples=8192, batches=32
+        ... ) >= 1
         True
-        >>> sk.stats.guaranteed_power(law, law.flat_var() - 2 * law.flat_mean() ** 2, num_samples=8192, batches=32) >= 1
+        >>> missing = var - 2 * law.flat_mean() ** 2
+        >>> sk.stats.detection_margin(
+        ...     law, missing, num_samples=8192, batches=32
+        ... ) >= 1
         False
     """
     alpha, beta = check_alpha(alpha), check_alpha(beta, "beta")
     num_samples, batches = check_int(num_samples, "num_samples"), check_int(batches, "batches", minimum=2)
     if num_samples % batches:
-        raise ValueError("guaranteed_power assumes equal batches: make num_samples a multiple of batches")
+        raise ValueError("detection_margin assumes equal batches: make num_samples a multiple of batches")
     m = num_samples // batches
     if m < 2:
         raise ValueError(

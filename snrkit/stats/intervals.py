@@ -3,9 +3,13 @@ r"""Standard deviations and intervals shared by the comparisons, the sweeps and 
 Examples:
     >>> import numpy as np
     >>> from snrkit.stats.intervals import batch_variance_sd, t_half_width
-    >>> round(float(batch_variance_sd(3.0, 1.0, 100)), 6)     # Gaussian: μ4 = 3σ⁴, so sd ≈ σ²√(2/m)
+    >>> round(
+    ...     float(batch_variance_sd(3.0, 1.0, 100)), 6
+    ... )  # Gaussian: μ4 = 3σ⁴, so sd ≈ σ²√(2/m)
     0.142134
-    >>> round(t_half_width(np.array([1.0, 2.0, 3.0, 4.0])), 4)   # t(0.975, 3) · 1.291 / 2
+    >>> round(
+    ...     t_half_width(np.array([1.0, 2.0, 3.0, 4.0])), 4
+    ... )  # t(0.975, 3) · 1.291 / 2
     2.0543
 """
 
@@ -74,7 +78,7 @@ def batch_means_interval(estimate: float, batch_values: np.ndarray, confidence: 
         >>> import numpy as np
         >>> from snrkit.stats import batch_means_interval
         >>> lo, hi = batch_means_interval(2.5, np.array([1.0, 2.0, 3.0, 4.0]))
-        >>> round(lo, 4), round(hi, 4)   # 2.5 ± t(0.975, 3) · 1.291 / 2
+        >>> round(lo, 4), round(hi, 4)  # 2.5 ± t(0.975, 3) · 1.291 / 2
         (0.4457, 4.5543)
     """
     half = t_half_width(batch_values, confidence)

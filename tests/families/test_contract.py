@@ -148,7 +148,7 @@ def test_real_estimator_matches_the_law(case, real_problem):
     alpha = TEST_ALPHA / 4  # truth and wrong, for the variance and the mean
     wrong_var = 4 * np.asarray(law.flat_var(), np.float64)
     if law.has("fourth_central_moment"):
-        power = sk.stats.guaranteed_power(law, wrong_var, num_samples=num, batches=BATCHES, alpha=alpha, beta=TEST_ALPHA)
+        power = sk.stats.detection_margin(law, wrong_var, num_samples=num, batches=BATCHES, alpha=alpha, beta=TEST_ALPHA)
         assert power >= 1, f"design too weak to catch a covariance 4× too large: {power:.2f}"
     real = est.estimates(pinned_key(30 + IDS.index(case.id)), num, problem.loss_fn, problem.params, *problem.args,
                          batch_size=256)

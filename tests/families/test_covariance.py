@@ -159,7 +159,7 @@ def test_a_covariance_off_by_a_factor_is_refuted():
     law = sk.CovarianceProbe(factor=factor, isotropic=0.3).given(grad)
     wrong = sk.CovarianceProbe(factor=1.5**0.5 * factor, isotropic=0.3 * 1.5).given(grad)
     num = 32 * 2048
-    assert sk.stats.guaranteed_power(law, wrong.flat_var(), num_samples=num, batches=32, alpha=TEST_ALPHA / 2) >= 1
+    assert sk.stats.detection_margin(law, wrong.flat_var(), num_samples=num, batches=32, alpha=TEST_ALPHA / 2) >= 1
     m = sk.monte_carlo(law, pinned_key(50), num, batches=32)
     assert sk.stats.compare_variance(m, law, alpha=TEST_ALPHA / 2).holds
     assert not sk.stats.compare_variance(m, wrong.flat_var(), law=law, alpha=TEST_ALPHA / 2).holds

@@ -2,8 +2,9 @@
 
 * Enumeration: for finite-support probes (Rademacher, a three-point probe of kurtosis 4)
   every probe vector is enumerated, so mean, covariance and fourth moment are exact.
-* Gaussian: the DESIGN's decomposition g_i = λ₊χ²₁ + λ₋χ²₁' with λ± = (∇_i ± ‖∇‖)/2 gives
-  the cumulants κ_r = 2^{r-1}(r-1)!(λ₊^r + λ₋^r), an independent route to var and μ₄.
+* Gaussian: the decomposition g_i = λ₊χ²₁ + λ₋χ²₁' with λ± = (∇_i ± ‖∇‖)/2
+  (docs/derivations.md, Proposition 3) gives the cumulants
+  κ_r = 2^{r-1}(r-1)!(λ₊^r + λ₋^r), an independent route to var and μ₄.
 * Closed-form identities from docs/derivations.md and hand-computed values.
 """
 
