@@ -592,6 +592,7 @@ def plot_thread_check(frame: pd.DataFrame, *, fig: FigureBase | None = None) -> 
     """
     needed = ("setting", "probe", "norm_sq", "mean_entry_var", "lo", "hi", "exact_mean_entry_var")
     _require(frame, needed, "plot_thread_check")
+    frame = frame.reset_index(drop=True)  # rows are found by position (frames from pd.concat repeat labels)
     colours = category_colours(list(frame["setting"]))
     probes = list(dict.fromkeys(frame["probe"]))
     norm_sq = frame["norm_sq"].to_numpy(dtype=np.float64)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from snrkit import __version__, claims, data, gradients, nets, plots, sweeps
+from snrkit.claims.bibliography import REFERENCES
 from snrkit.claims.engine import claim_probes
 from snrkit.core.io import check_output_folder, write_atomic
 from snrkit.core.validation import MAX_SEED, check_int
@@ -619,7 +620,8 @@ def format_number(x: float, digits: int = 3) -> str:
 
 def _document(claims_frame: pd.DataFrame, sweep_frame: pd.DataFrame, figures: dict[str, Path], quick: bool) -> list[tuple]:
     """The report as blocks (`("h2", text)`, `("p", text)`, `("ul", items)`, `("table", header, rows)`,
-    `("figure", path, caption)`), rendered to Markdown and to HTML alike."""
+    `("figure", path, caption)`, `("references", [Reference, ...])`), rendered to Markdown and
+    to HTML alike."""
     counts, refuted = verdict_summary(claims_frame)
     blocks: list[tuple] = [("h1", "snrkit report" + (" (quick)" if quick else "")), ("p", INTRO),
                            ("h2", "Summary"), ("p", counts), ("p", refuted),
@@ -645,6 +647,9 @@ def _document(claims_frame: pd.DataFrame, sweep_frame: pd.DataFrame, figures: di
             f"n = {r.n}, {r.samples} samples." + (f" What the data say instead: {r.correction}" if r.correction else "")
             for r in rows.itertuples()
         ]))
+    # every work the claims come from, with a stable link: the report must read without the docs
+    cited = dict.fromkeys(claims.CLAIMS[claim_id].reference for claim_id in claims_frame["id"])
+    blocks += [("h2", "References"), ("references", [REFERENCES[key] for key in cited])]
     return blocks
 
 
@@ -667,6 +672,8 @@ def _markdown(blocks: list[tuple]) -> str:
         elif kind == "figure":
             path, caption = content
             lines += [f"![{caption}]({path.name})", "", f"*{caption}*", ""]
+        elif kind == "references":
+            lines += [f"- {reference.markdown()}" for reference in content[0]] + [""]
     return "\n".join(lines)
 
 
@@ -692,6 +699,8 @@ def _html(blocks: list[tuple], quick: bool) -> str:
                 + "</tr>" for row in rows
             )
             parts.append(f"<table><tr>{head}</tr>{body}</table>")
+        elif kind == "references":  # Reference.html() escapes its own text
+            parts.append("<ul>" + "".join(f"<li>{reference.html()}</li>" for reference in content[0]) + "</ul>")
         elif kind == "figure":
             path, caption = content
             image = base64.b64encode(path.read_bytes()).decode()

@@ -42,6 +42,7 @@ def load_hook(name: str):
     return module
 
 
+@pytest.mark.slow
 def test_site_builds_strict(built_site):
     """`mkdocs build --strict` succeeds on the committed docs, ledger and notebooks (the
     `built_site` fixture fails the session's first user when it does not)."""

@@ -17,10 +17,12 @@ from __future__ import annotations
 import html
 import re
 import shutil
+import unicodedata
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from fontTools.ttLib import TTFont
 
 from tests.layout import browser
 from tests.test_docs import load_hook
@@ -74,6 +76,7 @@ def _pages(site: Path) -> list[Path]:
     return sorted(site.rglob("*.html"))
 
 
+@pytest.mark.slow
 def test_no_page_or_style_sheet_loads_from_outside_the_site(built_site):
     found = {
         str(path.relative_to(built_site)): urls
@@ -98,12 +101,50 @@ def test_external_loads_are_found():
     assert external_loads(sheet, css=True) == ["https://fonts.example.org/roboto.css", "https://x.org/f.woff"]
 
 
+@pytest.mark.slow
 def test_every_formula_is_typeset_at_build_time(built_site):
     raw = [str(p.relative_to(built_site)) for p in _pages(built_site) if 'class="arithmatex"' in p.read_text(encoding="utf-8")]
     assert not raw, f"formulas left as TeX for a script to typeset: {raw}"
+    # nor as bare \\(…\\) anywhere a reader sees text (headings in the table of contents)
+    bare = [
+        str(p.relative_to(built_site)) for p in _pages(built_site)
+        if "\\(" in _TAG.sub("", re.sub(r"<(annotation|script|pre|code)\b.*?</\1>", "", p.read_text(encoding="utf-8"), flags=re.DOTALL))
+    ]
+    assert not bare, f"raw TeX shown to the reader on {bare}"
     derivations = (built_site / "derivations" / "index.html").read_text(encoding="utf-8")
     assert derivations.count("<math") > 100, "the derivations page should be mostly formulas"
-    assert "\\(" not in _TAG.sub("", re.sub(r"<annotation.*?</annotation>", "", derivations, flags=re.DOTALL))
+
+
+def drawn_math_characters(text: str) -> set[str]:
+    """The characters a page's formulas draw (not their TeX annotations, spaces or invisible operators)."""
+    chars: set[str] = set()
+    for formula in re.findall(r"<math.*?</math>", text, flags=re.DOTALL):
+        visible = re.sub(r"<annotation.*?</annotation>", "", formula, flags=re.DOTALL)
+        chars |= set(html.unescape(_TAG.sub("", visible)))
+    return {c for c in chars if not c.isspace() and unicodedata.category(c) != "Cf"}
+
+
+@pytest.mark.slow
+def test_the_shipped_math_font_draws_every_formula(built_site):
+    """A reader with no math font of their own still sees every character: the site ships a
+    font holding all of them (and the italic letters browsers draw single-letter variables in),
+    and its style sheet points at it."""
+    hook = load_hook("math")
+    shipped = built_site / hook.FONT_URI
+    assert shipped.is_file()
+    css = (built_site / "stylesheets" / "math.css").read_text(encoding="utf-8")
+    assert f'url("../{hook.FONT_URI}")' in css
+    cmap = TTFont(shipped)["cmap"].getBestCmap()
+    drawn = set().union(*(drawn_math_characters(p.read_text(encoding="utf-8")) for p in _pages(built_site)))
+    italics = {chr(c) for c in range(0x1D434, 0x1D7CC) if unicodedata.name(chr(c), "").startswith("MATHEMATICAL ITALIC")}
+    assert len(drawn) > 100 and len(italics) > 100
+    missing = sorted(c for c in drawn | italics if ord(c) not in cmap)
+    assert not missing, f"the shipped math font lacks {''.join(missing)}"
+
+
+def test_drawn_math_characters_skip_the_tex():
+    page = '<math><semantics><mi>𝔼</mi><mo>\u2061</mo><mi>x</mi><annotation encoding="application/x-tex">\\mathbb E</annotation></semantics></math>'
+    assert drawn_math_characters(page) == {"𝔼", "x"}
 
 
 def test_math_hook_typesets_and_refuses_bad_tex():
@@ -122,6 +163,10 @@ def test_math_hook_typesets_and_refuses_bad_tex():
     styled = hook.render_math('<span class="arithmatex">\\(\\mathbb E\\mathbb R\\mathcal B\\mathfrak C\\mathbf x\\)</span>', "p")
     assert [hook.html.unescape(t) for t in re.findall(r"<mi>(.)</mi>", styled)] == list("𝔼ℝℬℭ𝐱")
     assert "mathvariant" not in styled.split("<annotation")[0]
+    # a formula in a heading reaches the table of contents as TeX: typeset there too
+    title = hook.render_toc_title("2. The slope, compared with \\(-1\\) and \\(a &lt; b\\)", "p")
+    assert title.startswith("2. The slope, compared with <span class=\"katex\"><math") and title.count("<math") == 2
+    assert "\\(" not in title.split("<annotation")[0]
     # a numbered step: the mark over the relation, one <mo> for the relation (valid MathML)
     step = hook.render_math('<span class="arithmatex">\\(a\\overset{(1)}{=}b\\)</span>', "p").split("<annotation")[0]
     assert "<mover><mo>=</mo><mrow>" in step and "<mo><mover>" not in step and "<mo><mo>" not in step
@@ -129,6 +174,7 @@ def test_math_hook_typesets_and_refuses_bad_tex():
         hook.render_math('<span class="arithmatex">\\(\\frac{1}{\\)</span>', "page.md")
 
 
+@pytest.mark.slow
 def test_code_lines_fit_the_column(built_site):
     found = {str(p.relative_to(built_site)): lines for p in _pages(built_site) if (lines := long_code_lines(p.read_text(encoding="utf-8")))}
     assert not found, f"code lines over {MAX_CODE_LINE} characters (clipped in the column): {found}"
@@ -146,6 +192,7 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_nothing_is_clipped_or_fetched_in_a_browser(built_site):
     reports = browser.probe_site(built_site, browser.chromium())
@@ -161,10 +208,11 @@ def test_nothing_is_clipped_or_fetched_in_a_browser(built_site):
     assert not fetched, f"resources from outside the site: {fetched}"
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_the_browser_check_sees_clipping_and_remote_loads(built_site, tmp_path):
-    """Negative control: a real page of the site with a too-wide formula, a long code line and
-    a remote script is reported on all three counts."""
+    """Negative control: a real page of the site with a too-wide formula, a long code line, a
+    too-wide table and a remote script is reported on all four counts."""
     site = tmp_path / "site"
     shutil.copytree(built_site, site)
     page = site / "index.html"
@@ -172,6 +220,9 @@ def test_the_browser_check_sees_clipping_and_remote_loads(built_site, tmp_path):
     extra = (
         f'<div class="math-display"><math display="block"><mrow>{wide}</mrow></math></div>'
         f"<pre><code>{'y = ' + '2 * ' * 60}</code></pre>"
+        '<div class="md-typeset__scrollwrap"><div class="md-typeset__table"><table><tr>'
+        + "<th>a&nbsp;wide&nbsp;column&nbsp;heading</th>" * 12
+        + "</tr></table></div></div>"
         '<script src="https://cdn.example.org/remote.js"></script>'
     )
     text = page.read_text(encoding="utf-8")
@@ -183,5 +234,5 @@ def test_the_browser_check_sees_clipping_and_remote_loads(built_site, tmp_path):
             other.unlink()
     report = browser.probe_site(site, browser.chromium())["index.html"]
     kinds = {item["what"].split(":")[0] for item in report["clipped"]}
-    assert {"div.math-display", "code"} <= kinds, report["clipped"]
+    assert {"div.math-display", "code", "div.md-typeset__scrollwrap"} <= kinds, report["clipped"]
     assert "https://cdn.example.org/remote.js" in report["resources"]

@@ -92,6 +92,7 @@ def test_notebook_is_committed_without_outputs(path):
 # ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_page_shows_the_executed_notebook(built_site, path):
     """Each notebook is a page with its code, its outputs (every figure as an image file of the
@@ -110,6 +111,7 @@ def test_notebook_page_shows_the_executed_notebook(built_site, path):
     assert last_code in html.unescape(re.sub(r"<[^>]+>", "", page)), f"{path.name}: its last cell's code is not on its page"
 
 
+@pytest.mark.slow
 def test_notebook_index_lists_every_notebook(built_site):
     """The Notebooks page lists each notebook with its page and its download link, and the
     navigation holds a page per notebook."""

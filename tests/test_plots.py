@@ -343,6 +343,17 @@ def test_thread_check_draws_the_claim_and_the_exact_law_over_decades():
     np.testing.assert_allclose(low, 0.95 * (1 + (kappa - 2) / n))
 
 
+def test_thread_check_draws_a_frame_with_repeated_index_labels():
+    """Frames of two data sets joined by pd.concat repeat index labels; the figure is the same."""
+    frame = thread_like_frame()
+    half = len(frame) // 2
+    joined = pd.concat([frame.iloc[:half], frame.iloc[half:].reset_index(drop=True)])
+    assert not joined.index.is_unique
+    drawn = [plots.plot_thread_check(f).get_axes()[1] for f in (frame, joined)]
+    ys = [np.concatenate([c.lines[0].get_ydata() for c in ax.containers]) for ax in drawn]
+    np.testing.assert_array_equal(ys[0], ys[1])
+
+
 def test_thread_check_colours_settings_marks_probes_and_keeps_its_legend_outside():
     fig = plots.plot_thread_check(thread_like_frame())
     top, _ = fig.get_axes()

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from snrkit import claims, plots, report
+from snrkit.claims.bibliography import REFERENCES
 from tests.conftest import pinned_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +133,9 @@ def pages(tmp_path):
 def test_report_starts_with_a_summary_then_a_narrow_verdict_table(pages):
     markdown, html = pages
     headings = re.findall(r"^## (.+)$", markdown, re.MULTILINE)
-    assert headings == ["Summary", "How to read a verdict", "Verdicts", "SNR against parameter count", "Figures", "Claims"]
+    assert headings == [
+        "Summary", "How to read a verdict", "Verdicts", "SNR against parameter count", "Figures", "Claims", "References",
+    ]
     summary = markdown.split("## Summary")[1].split("##")[0]
     assert "Gaussian probe: 2 holds, 1 refuted." in summary and "Refuted: frye-eq1 (gaussian, rademacher)" in summary
     tables = markdown_tables(markdown)
@@ -159,6 +162,22 @@ def test_report_figures_carry_the_docs_captions(pages):
         assert f"<figcaption>{name}</figcaption>" not in html
     holds = plots.VERDICT_COLOURS["holds"]
     assert f'<td style="color:{holds};font-weight:bold">holds</td>' in html
+
+
+def test_report_cites_every_source_with_its_link(pages):
+    """The report reads without the docs: each work a judged claim comes from is listed with
+    its authors, title and link (or the note saying why there is none), in both formats."""
+    markdown, html = pages
+    references = markdown.split("## References")[1]
+    keys = dict.fromkeys(claims.CLAIMS[claim_id].reference for claim_id in claims_like_frame()["id"])
+    assert len(keys) >= 2
+    for key in keys:
+        entry = REFERENCES[key]
+        assert entry.title in references and entry.title in html
+        assert (entry.url or entry.note) in references
+        if entry.url:
+            assert f'<a href="{entry.url}">' in html
+    assert references.count("\n- ") == len(keys)
 
 
 # ----------------------------------------------------------------------------------------

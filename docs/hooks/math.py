@@ -17,6 +17,11 @@ which Chromium draws with the mark beside the sign; the wrappers are removed.
 
 A formula KaTeX cannot parse fails the build with the page and the TeX, rather than showing
 raw TeX to the reader.
+
+The site ships one font for readers whose system has no math font: STIX General, the
+SIL-licensed font matplotlib installs with itself, which holds every character the formulas
+use (`docs/stylesheets/math.css` lists it after the usual system math fonts, so a browser
+fetches it, from the site, only when those are missing).
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ import functools
 import html
 import re
 import unicodedata
+from pathlib import Path
 
+import matplotlib
 import pykatex
 from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File, Files
 
 # arithmatex's generic output: the TeX, HTML-escaped, between \( \) or \[ \], or a bare
 # \begin{…}…\end{…} environment in a display <div>.
@@ -35,6 +43,9 @@ _WRAPPED = re.compile(
     r'<(?P<tag>span|div) class="arithmatex">(?P<tex>.*?)</(?P=tag)>',
     re.DOTALL,
 )
+FALLBACK_FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "STIXGeneral.ttf"
+FONT_URI = "assets/fonts/STIXGeneral.ttf"
+"""Where the site serves the fallback math font (`math.css` refers to it)."""
 _DELIMITERS = {r"\(": r"\)", r"\[": r"\]"}
 _STYLED = re.compile(r'<(?P<tag>mi|mn) mathvariant="(?P<variant>[a-z-]+)">(?P<text>[^<]*)</(?P=tag)>')
 # MathML's mathvariant values and the word Unicode's character names use for each style
@@ -121,5 +132,30 @@ def render_math(text: str, where: str) -> str:
     return _WRAPPED.sub(replace, text)
 
 
+# a formula in a heading reaches the table of contents as its bare TeX, delimiters included
+_TOC_INLINE = re.compile(r"\\\((?P<tex>.*?)\\\)", re.DOTALL)
+
+
+def render_toc_title(title: str, where: str) -> str:
+    """A table-of-contents title (HTML) with its `\\(…\\)` formulas typeset."""
+    return _TOC_INLINE.sub(
+        lambda match: render_math(f'<span class="arithmatex">{match[0]}</span>', where), title
+    )
+
+
+def _typeset_toc(items, where: str) -> None:
+    for item in items:
+        item.title = render_toc_title(item.title, where)
+        _typeset_toc(item.children, where)
+
+
+def on_files(files: Files, config) -> Files:
+    if not FALLBACK_FONT.is_file():
+        raise PluginError(f"math: the fallback font {FALLBACK_FONT} is missing; reinstall matplotlib")
+    files.append(File.generated(config, FONT_URI, abs_src_path=str(FALLBACK_FONT)))
+    return files
+
+
 def on_page_content(html_text: str, page, config, files) -> str:
+    _typeset_toc(page.toc, f"{page.file.src_uri} (table of contents)")
     return render_math(html_text, page.file.src_uri)

@@ -22,9 +22,10 @@ the notebooks; `tests/test_notebooks.py` reads its pages and tests this hook on 
 made for it, without executing the notebooks again.
 
 **Cache.** Executing the three notebooks takes about 80 s on 2 idle cores, so an executed
-notebook is kept in `<temp dir>/snrkit-docs-notebooks-<user>/` under a key that hashes
-the notebook, every file of the `snrkit` package, this hook's execution settings, the
-Python version and the name and version of every installed distribution. Any change to
+notebook is kept in `~/.cache/snrkit/docs-notebooks/` (`$XDG_CACHE_HOME` is honoured) under
+a key that hashes the notebook, every file of the `snrkit` package, this hook's execution
+settings, the Python version, the name and version of every installed distribution and the
+`JAX_*`, `XLA_*` and `SNRKIT_*` variables the kernel inherits. Any change to
 what a run could depend on misses the cache and executes again (a run during which a
 source changed is not kept); only runs without errors are stored, so a failing notebook
 fails every build. Delete the folder (or set `SNRKIT_NOTEBOOK_CACHE` to another one) to
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import getpass
 import hashlib
 import importlib.metadata
 import json
@@ -105,7 +105,8 @@ def title_and_summary(path: Path) -> tuple[str, str]:
 
 def cache_dir() -> Path:
     """Where executed notebooks are kept between builds."""
-    default = Path(tempfile.gettempdir()) / f"snrkit-docs-notebooks-{getpass.getuser()}"
+    # the user's own cache folder, not a shared temporary one another user could plant pages in
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "snrkit" / "docs-notebooks"
     return Path(os.environ.get(CACHE_ENV) or default)
 
 
@@ -118,7 +119,14 @@ def cache_key(path: Path) -> str:
             digest.update(str(source.relative_to(PACKAGE_DIR)).encode())
             digest.update(source.read_bytes())
     versions = sorted(f"{dist.metadata['Name']}=={dist.version}" for dist in importlib.metadata.distributions())
-    settings = [sys.version, KERNEL_CONFIG, json.dumps(KERNEL_ENV, sort_keys=True), str(CELL_TIMEOUT), *versions]
+    # the kernel inherits the environment: what JAX, XLA or snrkit read from it changes a run
+    inherited = sorted(
+        f"{name}={value}" for name, value in os.environ.items()
+        if name.startswith(("JAX_", "XLA_", "SNRKIT_")) and name != CACHE_ENV
+    )
+    settings = [
+        sys.version, KERNEL_CONFIG, json.dumps(KERNEL_ENV, sort_keys=True), str(CELL_TIMEOUT), *versions, *inherited,
+    ]
     digest.update("\n".join(settings).encode())
     return digest.hexdigest()[:20]
 
@@ -169,7 +177,7 @@ def execute(path: Path) -> dict:
     before = _snapshot(path.parent)
     with tempfile.TemporaryDirectory(prefix="snrkit-kernel-") as home, _kernel_environment(Path(home)):
         client = nbclient.NotebookClient(
-            nb, kernel_name=KERNEL_NAME, timeout=CELL_TIMEOUT, startup_timeout=120,
+            nb, kernel_name=KERNEL_NAME, timeout=CELL_TIMEOUT, startup_timeout=300,  # a busy machine starts kernels slowly
             resources={"metadata": {"path": str(path.parent)}},  # the kernel's working directory
         )
         try:
