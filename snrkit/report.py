@@ -596,9 +596,23 @@ def _claim_name(row, claims_frame: pd.DataFrame) -> str:
     return f"{row.id} on {row.data}" if len(data_sets) > 1 else row.id
 
 
+def outside_note(conditions: object) -> str:
+    """` (outside its stated conditions: …)` when a verdict was judged outside them, else `""`.
+
+    `conditions` is a verdict row's `conditions` cell: the unmet conditions, or empty (an
+    empty string, or NaN in a frame read back from CSV).
+
+    Examples:
+        >>> from snrkit.report import outside_note
+        >>> outside_note("n > 10^4"), outside_note(""), outside_note(float("nan"))
+        (' (outside its stated conditions: n > 10^4)', '', '')
+    """
+    return f" (outside its stated conditions: {conditions})" if isinstance(conditions, str) and conditions else ""
+
+
 def _verdict_text(row) -> str:
     """The verdict, with the claim's unmet conditions when it was judged outside them."""
-    return f"{row.verdict} (outside its stated conditions: {row.conditions})" if row.conditions else row.verdict
+    return row.verdict + outside_note(row.conditions)
 
 
 def _ratio_text(ratio: float, lo: float, hi: float) -> str:

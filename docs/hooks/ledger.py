@@ -76,11 +76,6 @@ def _verdict_badge(verdict: str) -> str:
     return f'<span style="color:{colour};font-weight:600;white-space:nowrap">{icon} {verdict}</span>'
 
 
-def _outside(row) -> str:
-    conditions = row.conditions
-    return f" (outside its stated conditions: {conditions})" if isinstance(conditions, str) and conditions else ""
-
-
 def _summary(verdicts: pd.DataFrame) -> list[str]:
     probes = [p for p in ("gaussian", "rademacher", "—") if p in set(verdicts["probe"])]
     names = {"—": "no probe"}
@@ -131,7 +126,7 @@ def _claim_section(claim_id: str, verdicts: pd.DataFrame) -> list[str]:
     boxes = []
     for r in rows.itertuples():
         interval = f"{report.format_number(r.ratio)} [{report.format_number(r.ratio_lo)}, {report.format_number(r.ratio_hi)}]"
-        cells = [r.data] * several + [r.probe, _verdict_badge(r.verdict) + _outside(r), interval,
+        cells = [r.data] * several + [r.probe, _verdict_badge(r.verdict) + report.outside_note(r.conditions), interval,
                                       report.format_number(r.exact_ratio), report.format_number(r.p_value, 2)]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
         if isinstance(r.correction, str) and r.correction:

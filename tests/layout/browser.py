@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import html
 import http.server
 import json
 import re
@@ -96,8 +97,5 @@ def _probe_page(browser: str, url: str, tmp: Path) -> dict:
     match = REPORT.search(result.stdout)
     if match is None:
         raise RuntimeError(f"no layout report from {url} (chromium exit {result.returncode}): {result.stderr[-2000:]}")
-    return json.loads(_unescape(match.group(1)))
+    return json.loads(html.unescape(match.group(1)))
 
-
-def _unescape(text: str) -> str:
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
