@@ -49,6 +49,7 @@ ledger: $(STAMP)
 ## speed targets as ratios against baselines timed in the same run
 bench: $(STAMP)
 	$(BIN)/python bench/bench_montecarlo.py
+	$(BIN)/python bench/bench_cost.py
 
 clean:
 	rm -rf $(VENV) $(REPORT_DIR) site .pytest_cache .hypothesis

@@ -19,7 +19,7 @@ Examples:
     True
 """
 
-from snrkit import claims, probes, stats
+from snrkit import claims, ondisk, probes, stats
 from snrkit.claims import CLAIMS, Verdict, verify
 from snrkit.core.estimator import Cost, Estimator
 from snrkit.core.law import Law
@@ -51,4 +51,5 @@ __all__ = [
     "verify",
     "probes",
     "stats",
+    "ondisk",
 ]

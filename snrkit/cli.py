@@ -1,7 +1,8 @@
-"""The command line: `snrkit report | verify | sweep`. Progress bars live here only.
+"""The command line: `snrkit report | verify | sweep | cost`. Progress bars live here only.
 
 Each command is a thin wrapper: `report` calls [snrkit.report.build_report][], `verify`
-calls [snrkit.claims.verify_all][], and `sweep` calls [snrkit.sweeps.snr_sweep][].
+calls [snrkit.claims.verify_all][], `sweep` calls [snrkit.sweeps.snr_sweep][], and `cost`
+calls [snrkit.cost.cost_table][] and judges [snrkit.claims.costs][].
 Compiled programs are kept between runs in `~/.cache/snrkit/jax` (or
 `$SNRKIT_CACHE_DIR/jax`).
 
@@ -10,11 +11,13 @@ Examples:
     snrkit report --quick --out report          # every verdict, the sweep and the figures
     snrkit verify --claim frye-eq5 --probe gaussian --json
     snrkit sweep --quick --out sweep/snr_sweep.csv
+    snrkit cost --quick --out cost                 # time and memory per training step
     ```
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -29,7 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from snrkit.core.io import check_output_file
+from snrkit.core.io import check_output_file, check_output_folder, write_atomic
 from snrkit.core.validation import MAX_SEED
 
 app = typer.Typer(
@@ -159,13 +162,17 @@ def _check_seed(seed: int) -> int:
     return seed
 
 
+MNIST_DIR_OPTION = typer.Option(None, "--mnist-dir", help="Folder of the MNIST IDX files.")
+"""`--mnist-dir` of `snrkit report` and `snrkit cost`."""
+
+
 # In the commands' docstrings a "\f" line ends the text of --help (click and typer cut there),
 # so the Examples after it stay out of the help screens.
 @app.command()
 def report(
     out: Path = typer.Option(Path("report"), "--out", help="Folder for report.html, report.md, claims.csv and figures."),
     data: DataName = typer.Option(DataName.digits, "--data", help="Data of the network-level claims."),
-    mnist_dir: Path | None = typer.Option(None, "--mnist-dir", help="Folder of the MNIST IDX files."),
+    mnist_dir: Path | None = MNIST_DIR_OPTION,
     quick: bool = typer.Option(False, "--quick", help="Fewer samples and a smaller sweep (seconds, not minutes)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random draw and of the default networks.", callback=_check_seed),
 ) -> None:
@@ -300,3 +307,133 @@ def sweep(
         table.add_row(label, source, f"{s:.3f} [{lo:.3f}, {hi:.3f}]")
     stdout.print(table)
     stdout.print(f"wrote {out}")
+
+
+class MethodGroup(str, Enum):
+    """Values of `snrkit cost --method`: groups of methods to time (backprop is always timed).
+
+    Examples:
+        ```bash
+        snrkit cost --quick --method forward-gradient --method directions
+        ```
+    """
+
+    forward_gradient = "forward-gradient"
+    """The forward gradient with one direction, Gaussian and Rademacher probes."""
+    directions = "directions"
+    """K directions, vectorised (shared primal) and sequential (one primal per pass)."""
+    families = "families"
+    """Every registered family at its registry sweep settings."""
+
+
+COST_PRESETS = {
+    "full": {"hidden": (1024, 1024), "batch_size": (256, 1024, 4096), "repeats": 20},
+    "quick": {"hidden": (32,), "batch_size": (16, 64), "repeats": 7},
+}
+"""Defaults of `snrkit cost` and `snrkit cost --quick` (explicit options override them)."""
+
+
+def _cost_table(frame) -> Table:
+    """The cost frame as a table: ratios with their intervals, memory, SNR per relative time."""
+    import math
+
+    table = Table(title="Cost per training step", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for column, justify in (("method", "left"), ("batch", "right"), ("ms", "right"), ("× backprop [95%]", "right"),
+                            ("temp MiB", "right"), ("SNR/time", "right")):
+        table.add_column(column, justify=justify, no_wrap=column != "method")
+    for row in frame.to_dict("records"):
+        if not row["repeats"]:
+            table.add_row(row["method"], str(row["batch size"]), "skipped", "", "", "")
+            continue
+        interval = (f"{row['time relative to backprop']:.2f} [{row['time relative to backprop, 95% low']:.2f}, "
+                    f"{row['time relative to backprop, 95% high']:.2f}]")
+        snr = row["aggregate SNR per relative time"]
+        table.add_row(row["method"], str(row["batch size"]), f"{row['time per step, median [ms]']:.3g}", interval,
+                      f"{row['XLA temporary memory [MiB]']:.3g}", "" if math.isnan(snr) else f"{snr:.2g}")
+    return table
+
+
+def _cost_verdict_table(verdicts: list) -> Table:
+    table = Table(title="Cost claims on this machine", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for column in ("claim", "batch", "verdict", "measured [95%]"):
+        table.add_column(column, no_wrap=True)
+    colour = {"holds": "green", "refuted": "red", "not resolved": "yellow"}
+    for v in verdicts:
+        measured = f"{v.measured:.3g}" + (f" [{v.low:.3g}, {v.high:.3g}]" if v.batch_size is not None else " MiB saved")
+        table.add_row(v.id, "" if v.batch_size is None else str(v.batch_size), f"[{colour[v.verdict]}]{v.verdict}[/]",
+                      measured)
+    return table
+
+
+@app.command()
+def cost(
+    out: Path = typer.Option(Path("cost"), "--out", help="Folder for cost.csv, cost_claims.csv and the figures."),
+    data: DataName = typer.Option(DataName.digits, "--data", help="Data the model is trained on."),
+    mnist_dir: Path | None = MNIST_DIR_OPTION,
+    quick: bool = typer.Option(False, "--quick", help="A small MLP, two small batches, few repeats (seconds)."),
+    hidden: list[int] | None = typer.Option(None, "--hidden", help="Hidden width (repeatable); default 1024 1024."),
+    batch_size: list[int] | None = typer.Option(
+        None, "--batch-size", help="Batch size (repeatable); default 256 1024 4096."),
+    repeats: int | None = typer.Option(None, "--repeats", help="Timed calls per method and batch size (≥ 6); default 20."),
+    directions: list[int] = typer.Option([4], "--directions", help="K of the vectorised and sequential rows (repeatable)."),
+    method: list[MethodGroup] | None = typer.Option(
+        None, "--method", help="Methods besides backprop (repeatable); default all."),
+    isolate: bool = typer.Option(False, "--isolate", help="Measure each configuration's peak RSS in a fresh process."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initialisation and the probes.", callback=_check_seed),
+) -> None:
+    """Time and memory per training step of backprop and every estimator, and two cost claims.
+    \f
+
+    Writes `cost.csv` (one row per method and batch size, see `snrkit.cost.COST_COLUMNS`),
+    `cost_claims.csv`, `cost_time_memory.png` and `cost_snr.png` into `--out`.
+
+    Examples:
+        ```bash
+        snrkit cost --quick --out cost-quick
+        snrkit cost --hidden 1024 --hidden 1024 --batch-size 256 --batch-size 4096
+        ```
+    """
+    from snrkit import cost as cost_module
+    from snrkit import data as data_module
+    from snrkit import plots
+    from snrkit.claims import costs
+    from snrkit.core.validation import check_int
+
+    preset = COST_PRESETS["quick" if quick else "full"]
+    groups = set(method or list(MethodGroup))
+    start = time.perf_counter()
+    try:
+        check_output_folder(out)
+        widths = [check_int(w, "--hidden", hint="hidden width") for w in (hidden or preset["hidden"])]
+        sizes = [check_int(b, "--batch-size", hint="examples per step") for b in (batch_size or preset["batch_size"])]
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"--batch-size values must be distinct, got {sizes}")
+        count = check_int(repeats if repeats is not None else preset["repeats"], "--repeats",
+                          minimum=cost_module.MIN_REPEATS, hint="a 95 % interval of the median needs at least 6")
+        ks = [check_int(k, "--directions", minimum=2, hint="K directions") for k in directions]
+        if data is DataName.mnist:
+            if mnist_dir is None:
+                raise ValueError("--data mnist needs the MNIST IDX files: pass --mnist-dir PATH")
+            data_module.check_mnist_dir(mnist_dir)
+        dataset = data_module.load(data.value, mnist_dir=mnist_dir)
+        model = (dataset.input_dim, *widths, dataset.num_classes)
+        methods = cost_module.default_methods(
+            ks if MethodGroup.directions in groups else (),
+            forward_gradient=MethodGroup.forward_gradient in groups, families=MethodGroup.families in groups)
+        with _progress() as (_, on_progress):
+            frame = cost_module.cost_table(model, dataset, sizes, methods=methods, repeats=count, seed=seed,
+                                           isolate=isolate, out_csv=out / "cost.csv", on_progress=on_progress)
+        verdicts = costs.judge_all(frame)
+        if quick:  # a 32-wide MLP timed in milliseconds is not the setting the claims speak of
+            verdicts = [dataclasses.replace(v, verdict="not resolved", detail=f"not judged on a quick run; {v.detail}")
+                        for v in verdicts]
+        write_atomic(out / "cost_claims.csv", costs.verdict_frame(verdicts).to_csv(index=False))
+        plots.save(plots.plot_cost(frame), out / "cost_time_memory.png")
+        if frame["efficiency per relative time"].notna().any():
+            plots.save(plots.plot_snr_per_cost(frame), out / "cost_snr.png")
+    except (ValueError, TypeError, OSError, RuntimeError) as error:
+        _fail(error)
+    stdout.print(_cost_table(frame))
+    stdout.print(_cost_verdict_table(verdicts))
+    stdout.print(f"wrote {out / 'cost.csv'}, {out / 'cost_claims.csv'} and the figures in "
+                 f"{time.perf_counter() - start:.0f} s")

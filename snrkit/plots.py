@@ -71,7 +71,9 @@ __all__ = [
     "figure",
     "identity_line",
     "legend_below",
+    "plot_cost",
     "plot_parity",
+    "plot_snr_per_cost",
     "plot_snr_vs_params",
     "plot_thread_check",
     "probe_marker",
@@ -633,6 +635,128 @@ def plot_thread_check(frame: pd.DataFrame, *, fig: FigureBase | None = None) -> 
     return target.figure
 
 
+def plot_cost(frame: pd.DataFrame, *, fig: FigureBase | None = None) -> Figure:
+    """Time per training step and XLA's temporary memory against the batch size, one line per method.
+
+    The two panels sit side by side and share the batch-size axis (log when it spans a
+    decade). Colour is the method's group (backprop, a family, or the sequential
+    baseline), the marker its probe ([`PROBE_MARKERS`][snrkit.plots.PROBE_MARKERS]), the
+    line style the setting within the group, so every method is one combination. Time bars
+    span the lower to the upper quartile of the timed calls. The caption is
+    [`snrkit.cost.TIME_MEMORY_CAPTION`][snrkit.cost.TIME_MEMORY_CAPTION].
+
+    Args:
+        frame: a frame of [`snrkit.cost.cost_table`][snrkit.cost.cost_table]; rows
+            without a time (skipped methods) are not drawn.
+        fig: a figure or subfigure to draw into; a new figure when `None`.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: the frame lacks a needed column or has nothing to draw, or it has
+            more method groups than colours.
+
+    Examples:
+        >>> import pandas as pd
+        >>> from snrkit.plots import plot_cost
+        >>> frame = pd.DataFrame({
+        ...     "batch size": [16, 64] * 2, "method": ["backprop"] * 2 + ["FG"] * 2,
+        ...     "kind": ["backprop"] * 2 + ["estimator"] * 2,
+        ...     "family": [""] * 2 + ["forward-gradient"] * 2,
+        ...     "settings": [""] * 2 + ['{"probe": "gaussian"}'] * 2,
+        ...     "time per step, median [ms]": [1.0, 3.0, 1.1, 3.2],
+        ...     "time per step, lower quartile [ms]": [0.9, 2.9, 1.0, 3.1],
+        ...     "time per step, upper quartile [ms]": [1.1, 3.1, 1.2, 3.3],
+        ...     "XLA temporary memory [MiB]": [4.0, 16.0, 1.0, 1.0]})
+        >>> [ax.get_ylabel() for ax in plot_cost(frame).axes]
+        ['time per step [ms]', 'XLA temporary memory [MiB]']
+    """
+    time, low, high, memory = (_COST_TIME, _COST_TIME_LOW, _COST_TIME_HIGH, _COST_MEMORY)
+    _require(frame, ("batch size", "method", "kind", "family", "settings", time, low, high, memory), "plot_cost")
+    rows = frame[np.isfinite(frame[time].to_numpy(dtype=np.float64))]
+    if rows.empty:
+        raise ValueError("plot_cost got no row with a time per step; every method was skipped")
+    styles = _cost_styles(rows)
+    with style():
+        target = fig if fig is not None else Figure(figsize=(FIGURE_WIDTH, 3.2 + 0.2 * math.ceil(len(styles) / 2)),
+                                                    layout="constrained")
+        left, right = target.subplots(1, 2, sharex=True)
+        for name, (colour, marker, linestyle) in styles.items():
+            own = rows[rows["method"] == name].sort_values("batch size")
+            kw = {"color": colour, "marker": marker, "linestyle": linestyle, "markersize": 5, "gid": name}
+            left.errorbar(own["batch size"], own[time], yerr=_yerr(own[time], own[low], own[high]), **kw)
+            right.plot(own["batch size"], own[memory], **kw)
+        set_scale(left, "x", rows["batch size"])
+        set_scale(left, "y", rows[[time, low, high]].to_numpy(dtype=np.float64))
+        set_scale(right, "y", rows[memory])
+        for ax, label in ((left, "time per step [ms]"), (right, "XLA temporary memory [MiB]")):
+            ax.set_xlabel("batch size")
+            ax.set_ylabel(label)
+        legend_below(target, [("method", _cost_legend(styles))], ncols=2)
+    return target.figure
+
+
+def plot_snr_per_cost(frame: pd.DataFrame, *, fig: FigureBase | None = None) -> Figure:
+    """SNR and efficiency per unit of time (relative to backprop) against the batch size.
+
+    Two stacked panels with scales of their own: the aggregate SNR of unbiased estimators
+    and the efficiency of every estimator, each divided by the method's time relative to
+    backprop. Colours, markers and line styles are those of
+    [`plot_cost`][snrkit.plots.plot_cost] for the same frame. Backprop (exact, no SNR) is
+    not drawn. The caption is
+    [`snrkit.cost.SNR_PER_COST_CAPTION`][snrkit.cost.SNR_PER_COST_CAPTION].
+
+    Args:
+        frame: a frame of [`snrkit.cost.cost_table`][snrkit.cost.cost_table].
+        fig: a figure or subfigure to draw into; a new figure when `None`.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: the frame lacks a needed column or has no estimator to draw.
+
+    Examples:
+        >>> import pandas as pd
+        >>> from snrkit.plots import plot_snr_per_cost
+        >>> frame = pd.DataFrame({
+        ...     "batch size": [16, 64], "method": ["FG", "FG"],
+        ...     "kind": "estimator", "family": "forward-gradient",
+        ...     "settings": '{"probe": "gaussian"}',
+        ...     "aggregate SNR per relative time": [1e-3, 9e-4],
+        ...     "efficiency per relative time": [0.7, 0.6]})
+        >>> [ax.get_ylabel() for ax in plot_snr_per_cost(frame).axes]
+        ['aggregate SNR / relative time', 'efficiency / relative time']
+    """
+    snr, efficiency = "aggregate SNR per relative time", "efficiency per relative time"
+    _require(frame, ("batch size", "method", "kind", "family", "settings", snr, efficiency), "plot_snr_per_cost")
+    drawn = frame[np.isfinite(frame[efficiency].to_numpy(dtype=np.float64))]
+    if drawn.empty:
+        raise ValueError("plot_snr_per_cost got no estimator with an efficiency; backprop alone has no SNR")
+    styles = _cost_styles(frame[np.isfinite(frame[_COST_TIME].to_numpy(dtype=np.float64))]
+                          if _COST_TIME in frame.columns else frame)
+    with style():
+        target = fig if fig is not None else Figure(
+            figsize=(FIGURE_WIDTH, 5.6 + 0.2 * math.ceil(len(styles) / 2)), layout="constrained")
+        top, bottom = target.subplots(2, 1, sharex=True)
+        shown = {}
+        for ax, column in ((top, snr), (bottom, efficiency)):
+            rows = drawn[np.isfinite(drawn[column].to_numpy(dtype=np.float64))]
+            for name in dict.fromkeys(rows["method"]):
+                colour, marker, linestyle = styles[name]
+                own = rows[rows["method"] == name].sort_values("batch size")
+                ax.plot(own["batch size"], own[column], color=colour, marker=marker, linestyle=linestyle,
+                        markersize=5, gid=name)
+                shown[name] = styles[name]
+            set_scale(ax, "y", rows[column])
+            ax.set_ylabel(column.replace(" per ", " / "))
+        set_scale(bottom, "x", drawn["batch size"])
+        bottom.set_xlabel("batch size")
+        legend_below(target, [("method", _cost_legend(shown))], ncols=2)
+    return target.figure
+
+
 def save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     """Write `fig` as a PNG at [`DPI`][snrkit.plots.DPI] (120) dpi, creating missing folders.
 
@@ -764,3 +888,38 @@ def _yerr(value: pd.Series, lo: pd.Series, hi: pd.Series) -> np.ndarray:
     below = np.nan_to_num(value - lo.to_numpy(dtype=np.float64), nan=0.0)
     above = np.nan_to_num(hi.to_numpy(dtype=np.float64) - value, nan=0.0)
     return np.stack([below, above])
+
+
+_COST_TIME = "time per step, median [ms]"
+_COST_TIME_LOW = "time per step, lower quartile [ms]"
+_COST_TIME_HIGH = "time per step, upper quartile [ms]"
+_COST_MEMORY = "XLA temporary memory [MiB]"
+
+
+def _cost_styles(rows: pd.DataFrame) -> dict[str, tuple[str, str, str]]:
+    """`method -> (colour, marker, line style)`: colour the group, marker the probe, line style the rest."""
+    import json
+
+    groups, probes = {}, {}
+    for record in rows.drop_duplicates("method").to_dict("records"):
+        kind, family = record["kind"], record["family"]
+        groups[record["method"]] = "backprop" if kind == "backprop" else (
+            f"{family}, sequential" if kind == "sequential" else family)
+        settings = json.loads(record["settings"]) if record["settings"] else {}
+        probe = settings.get("probe", settings.get("tangents", "—"))
+        probes[record["method"]] = probe if probe in PROBE_MARKERS else "—"
+    colours = category_colours(list(dict.fromkeys(groups.values())))
+    styles, used = {}, {}
+    for name, group in groups.items():
+        marker = probe_marker(probes[name])
+        position = used.get((group, marker), 0)
+        used[(group, marker)] = position + 1
+        styles[name] = (colours[group], marker, _LINESTYLES[position % len(_LINESTYLES)])
+    if len(set(styles.values())) < len(styles):
+        raise ValueError("more settings of one family and probe than line styles; pass fewer methods")
+    return styles
+
+
+def _cost_legend(styles: Mapping[str, tuple[str, str, str]]) -> list[tuple[Any, str]]:
+    return [(Line2D([], [], color=c, marker=m, linestyle=ls, markersize=5), name)
+            for name, (c, m, ls) in styles.items()]

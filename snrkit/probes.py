@@ -8,7 +8,7 @@ variance of the variance through $m_6$ and $m_8$.
 | name | entry | $m_4$ ($\kappa$) | $m_6$ | $m_8$ |
 | --- | --- | --- | --- | --- |
 | `gaussian` | $\mathcal N(0,1)$ | 3 | 15 | 105 |
-| `rademacher` | $\pm 1$ with probability 1/2 each | 1 | 1 | 1 |
+| `rademacher` | $\pm 1$ with probability 1/2 each (32 per random word) | 1 | 1 | 1 |
 | `uniform` | $U(-\sqrt3, \sqrt3)$ | 9/5 | 27/7 | 9 |
 
 These are the standard moments: $(2p-1)!!$ for the Gaussian, $1$ for a sign,
@@ -177,11 +177,18 @@ def _gaussian(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.A
     return jax.random.normal(key, shape, wide_dtype(dtype)).astype(dtype)
 
 
+_SIGNS_PER_WORD = 32
+
+
 def _rademacher(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
-    # From explicit 32-bit words: jax.random.rademacher draws in the default float dtype,
-    # so it changes with x64 and Monte Carlo (which enables x64) would see other probes.
-    sign_bit = jax.random.bits(key, shape, jnp.uint32) >> 31
-    return (2 * sign_bit.astype(dtype) - 1).astype(dtype)
+    # 32 signs from each random 32-bit word (entry j, in C order, is bit j % 32 of word
+    # j // 32): the generator draws 1/32 of the words one sign per word needs, and signs
+    # come out at the speed of a shift. Explicit words, not jax.random.rademacher, whose
+    # draws change with the default float dtype (Monte Carlo enables x64).
+    size = math.prod(shape)
+    words = jax.random.bits(key, (-(-size // _SIGNS_PER_WORD),), jnp.uint32)
+    bits = (words[:, None] >> jnp.arange(_SIGNS_PER_WORD, dtype=jnp.uint32)) & 1
+    return (1 - 2 * bits.reshape(-1)[:size].astype(dtype)).reshape(shape)
 
 
 _SQRT3 = math.sqrt(3.0)

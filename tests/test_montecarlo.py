@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -124,3 +127,65 @@ def test_moments_from_samples_matches_streaming():
     held = sk.moments_from_samples(law.sample(key, 640), batches=5)
     for name in ("mean", "var", "var_stderr", "fourth_moment", "batch_means", "batch_vars"):
         np.testing.assert_allclose(held.flat(name), streamed.flat(name), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_block_fold_gives_the_moments_of_the_row_fold(monkeypatch):
+    """The fold a GPU gets ("block": the chunk reduced at once, samples past the last masked out),
+    run here on the CPU: the same float64 moments of law.sample as the row fold, to float64 rounding
+    of another order of addition, with a ragged last chunk and batches that cut chunks."""
+    law = sk.ForwardGradient("rademacher", 2).given(GRAD)
+    key = pinned_key(13)
+    rows = sk.monte_carlo(law, key, 1000, chunk_size=96, batches=7)
+    plan = sk.montecarlo.chunk_plan(law)
+    assert plan.fold == "rows"  # a CPU
+    monkeypatch.setattr(sk.montecarlo, "chunk_plan", lambda law, device=None: dataclasses.replace(plan, fold="block"))
+    block = sk.monte_carlo(law, key, 1000, chunk_size=96, batches=7)
+    ref = _reference(np.asarray(law.sample_flat(key, 1000)), 7)
+    for name, expected in ref.items():
+        np.testing.assert_allclose(block.flat(name), expected, rtol=1e-9, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(block.flat(name), rows.flat(name), rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+class _Accelerator:
+    """A device as chunk_plan sees one: its platform and memory (the plan is about the code around a device)."""
+
+    def __init__(self, bytes_limit: int | None):
+        self.platform, self._limit = "gpu", bytes_limit
+
+    def memory_stats(self):
+        return None if self._limit is None else {"bytes_limit": self._limit}
+
+
+def test_chunk_plan_follows_the_device():
+    """CPU: chunks of at most 512 MiB and 1/16 of the machine's memory, folded row by row. An
+    accelerator: an eighth of its memory (4 GiB assumed when it does not say), folded as blocks;
+    at most 2^20 samples, at least one."""
+    law = sk.ForwardGradient().given(jnp.ones(100_000))
+    cpu = sk.montecarlo.chunk_plan(law, jax.devices("cpu")[0])
+    assert (cpu.fold, cpu.budget) == ("rows", min(1 << 29, sk.montecarlo.physical_memory() // 16))
+    assert sk.montecarlo.chunk_plan(law, _Accelerator(80 << 30)).fold == "block"
+    assert sk.montecarlo.chunk_plan(law, _Accelerator(None)).budget == (4 << 30) // 8
+    assert sk.montecarlo.chunk_plan(sk.ForwardGradient().given(jnp.ones(2)), _Accelerator(80 << 30)).samples == 1 << 20
+    assert sk.montecarlo.chunk_plan(law, _Accelerator(1 << 20)).samples == 1
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [sk.ForwardGradient(), sk.ForwardGradient("rademacher", 4), sk.Partitioned(8), sk.OrthogonalFrames(3),
+     sk.MultiTangent(3)],
+    ids=lambda e: e.label,
+)
+@pytest.mark.parametrize("fold", ["rows", "block"])
+def test_a_chunk_holds_what_the_budget_allows(estimator, fold, monkeypatch):
+    """The chunk's step, compiled, needs at most the budget in XLA's temporary memory, and is not
+    needlessly small: twice the samples would not fit. With a 16 MiB budget and n = 20,000 the
+    chunk is tens of samples, so both bounds bite; the guess alone is off by up to 2x (orthogonal
+    frames), which the first bound would catch."""
+    monkeypatch.setattr(sk.montecarlo, "CPU_CHUNK_BYTES", 16 << 20)
+    device = jax.devices("cpu")[0] if fold == "rows" else _Accelerator(128 << 20)
+    law = estimator.given(jnp.ones(20_000))
+    plan = sk.montecarlo.chunk_plan(law, device)
+    assert (plan.fold, plan.budget) == (fold, 16 << 20)
+    assert 1 < plan.samples < sk.montecarlo.MAX_CHUNK_SAMPLES[fold]
+    assert sk.montecarlo._step_bytes(law, fold, plan.samples) <= plan.budget
+    assert sk.montecarlo._step_bytes(law, fold, 2 * plan.samples) > plan.budget

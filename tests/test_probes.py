@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+import scipy.stats
 
 from snrkit.probes import PROBES, Probe
+from tests.conftest import TEST_ALPHA, pinned_key
 from tests.reference import three_point_probe
 
 
@@ -48,3 +51,37 @@ def test_correct_samplers_pass_the_check():
 def test_impossible_probe_moments():
     with pytest.raises(ValueError, match="not those of a distribution with variance 1"):
         Probe("bad", 0.5, 1.0, 1.0, lambda key, shape, dtype: jnp.zeros(shape, dtype))
+
+
+def test_rademacher_takes_32_signs_from_each_random_word():
+    """Entry j (C order) is 1 - 2 × bit (j mod 32) of word j div 32 of jax.random.bits: 1/32 of the words."""
+    key = pinned_key(4)
+    for shape in [(3, 70), (5,), (32,), (2, 2, 9)]:
+        size = int(np.prod(shape))
+        words = np.asarray(jax.random.bits(key, (-(-size // 32),), jnp.uint32))
+        bits = (words[:, None] >> np.arange(32, dtype=np.uint32)) & 1
+        expected = (1 - 2 * bits.reshape(-1)[:size].astype(np.float32)).reshape(shape)
+        for dtype in (jnp.float32, jnp.bfloat16, jnp.float64):
+            with jax.enable_x64(dtype == jnp.float64):  # the same signs with x64 on (Monte Carlo) or off
+                signs = PROBES["rademacher"].sample(key, shape, dtype)
+            assert signs.shape == shape and signs.dtype == dtype
+            np.testing.assert_array_equal(np.asarray(signs, np.float32), expected)
+
+
+def _lag_correlations(signs: np.ndarray, lags: range) -> np.ndarray:
+    return np.array([np.mean(signs[:-lag] * signs[lag:]) for lag in lags])
+
+
+def test_packed_signs_are_pairwise_uncorrelated():
+    """Signs that share a word, or sit at the ends of two words, are uncorrelated: the mean and every
+    lag 1..64 within z standard errors (1/√N) of 0, z the two-sided normal quantile of TEST_ALPHA split
+    over the 65 comparisons (z ≈ 5.9; each statistic is a mean of 2^20 independent ±1 products).
+    Negative control: 16 bits reused twice per word (entry j and j + 16 equal) is caught at lag 16."""
+    num = 1 << 20
+    signs = np.asarray(PROBES["rademacher"].sample(pinned_key(6), (num,), jnp.float32), np.float64)
+    bound = scipy.stats.norm.isf(TEST_ALPHA / (2 * 65)) / np.sqrt(num)
+    assert abs(signs.mean()) < bound
+    assert np.all(np.abs(_lag_correlations(signs, range(1, 65))) < bound)
+    halves = signs.reshape(-1, 32)[:, :16]
+    reused = np.concatenate([halves, halves], axis=1).reshape(-1)
+    assert abs(_lag_correlations(reused, range(16, 17))[0]) > bound

@@ -9,9 +9,31 @@ Examples:
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+def block_sums(x: jax.Array, ids: jax.Array | None = None, num_blocks: int = 1) -> jax.Array:
+    r"""$\sum_{j\in B(i)} x_j$ broadcast back to every entry; one scalar for one block.
+
+    Args:
+        x: values, flat.
+        ids: the block of each entry, `0..num_blocks-1`; `None` for one block.
+        num_blocks: number of blocks.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from snrkit.core.numerics import block_sums
+        >>> x = jnp.array([1.0, 2.0, 3.0])
+        >>> block_sums(x).tolist(), block_sums(x, jnp.array([0, 1, 0]), 2).tolist()
+        (6.0, [4.0, 2.0, 4.0])
+    """
+    if ids is None:
+        return jnp.sum(x)
+    return jax.ops.segment_sum(x, ids, num_segments=num_blocks)[ids]
 
 
 def sum_of_others(x: jax.Array, ids: jax.Array | None = None, num_blocks: int = 1) -> jax.Array:
@@ -39,7 +61,35 @@ def sum_of_others(x: jax.Array, ids: jax.Array | None = None, num_blocks: int = 
     is_top = index == first_top
     total = jax.ops.segment_sum(x, block, num_segments=segments)[block]
     without_top = jax.ops.segment_sum(jnp.where(is_top, 0.0, x), block, num_segments=segments)[block]
-    return jnp.where(is_top, without_top, total - x)
+    return others_given_top(x, is_top, total, without_top)
+
+
+def others_given_top(x: Any, is_top: Any, total: Any, without_top: Any) -> Any:
+    r"""$\sum_{j\in B(i), j\ne i} x_j$ from block totals: the sum without the top, or total $- x_i$.
+
+    The one formula of [`sum_of_others`][snrkit.core.numerics.sum_of_others], shared with
+    the streamed laws of [`snrkit.ondisk`][snrkit.ondisk], which gather the block totals
+    chunk by chunk: at the block's first largest entry (`is_top`) the block's sum without
+    that entry, elsewhere `total - x_i` (which loses at most one bit there).
+
+    Args:
+        x: non-negative values (NumPy or JAX).
+        is_top: whether each entry is its block's first largest entry.
+        total: its block's sum, per entry (or a scalar).
+        without_top: its block's sum without the top entry, per entry (or a scalar).
+
+    Returns:
+        The sums of the other entries of each block, shaped like `x`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from snrkit.core.numerics import others_given_top
+        >>> x = np.array([1.0, 1e-20, 3.0])
+        >>> others_given_top(x, x == 3.0, 4.0 + 1e-20, 1.0 + 1e-20).tolist()
+        [3.0, 4.0, 1.0]
+    """
+    where = np.where if isinstance(x, np.ndarray) else jnp.where
+    return where(is_top, without_top, total - x)
 
 
 def batch_variance_sd(mu4: np.ndarray | float, sigma2: np.ndarray | float, sizes: np.ndarray | float) -> np.ndarray:

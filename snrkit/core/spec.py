@@ -85,6 +85,10 @@ class ProbeSpec(ABC):
     def tangent(self, structure: Structure, probes: Any, j: jax.Array | int) -> jax.Array:
         """Tangent $t_j$, flat of shape `(n,)`; `j` may be a traced index."""
 
+    def tangents(self, structure: Structure, probes: Any) -> jax.Array:
+        """Every tangent at once, shape `(J, n)`: what the real estimator pushes forward in one vectorised batch."""
+        return jax.vmap(lambda j: self.tangent(structure, probes, j))(jnp.arange(self.num_jvps))
+
     @abstractmethod
     def combine(self, structure: Structure, probes: Any, derivs: jax.Array) -> jax.Array:
         """The estimate, flat `(n,)`, from the probes and the derivatives $s_j$ (shape `(J,)`)."""
@@ -130,6 +134,9 @@ class RowTangentSpec(ProbeSpec):
 
     def tangent(self, structure: Structure, probes: jax.Array, j: jax.Array | int) -> jax.Array:
         return probes[j]
+
+    def tangents(self, structure: Structure, probes: jax.Array) -> jax.Array:
+        return probes
 
     def derivatives(self, args: Structure, probes: jax.Array) -> jax.Array:
         return probes @ args["grad"]

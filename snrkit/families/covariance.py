@@ -44,7 +44,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +55,7 @@ from snrkit.core.law import CorrectionTerms, Law
 from snrkit.core.precision import wide_dtype
 from snrkit.core.problem import ProblemBase
 from snrkit.core.spec import ProbeSpec, Structure
+from snrkit.core.streamed import no_streamed_form
 from snrkit.core.tree import PyTree, ravel_host
 from snrkit.core.validation import check_int
 from snrkit.families.registry import Family
@@ -451,6 +452,25 @@ class CovarianceProbe(Estimator):
     def _law(self, problem: ProblemBase) -> GaussianFactorLaw:
         spec, structure = self._plan(problem)
         return GaussianFactorLaw(problem.gradient(), spec=spec, structure=structure, estimator=self)
+
+    def streamed_form(self, sizes: tuple[int, ...]) -> NoReturn:
+        r"""None: $\operatorname{Var}[g_i] = (qD_i + \mu_i^2)/K$ needs $\Sigma\nabla$, from the $n\times r$ factor in memory.
+
+        Raises:
+            NoStreamedForm: always (see [`snrkit.ondisk`][snrkit.ondisk]).
+
+        Examples:
+            >>> import numpy as np, snrkit as sk
+            >>> sk.CovarianceProbe(factor=np.eye(2)).streamed_form((2,))
+            Traceback (most recent call last):
+            ...
+            snrkit.core.streamed.NoStreamedForm: CovarianceProbe(...) (family ...
+        """
+        raise no_streamed_form(
+            self,
+            "its variance (q·Σ_ii + (Σ∇)_i²)/K needs Σ∇ and the diagonal of Σ = s²I + UUᵀ, "
+            "from an n×r factor U held in memory, not block totals of ∇²",
+        )
 
     def _shape_free_cost(self) -> Cost:
         if not isinstance(self.factor, Factor):

@@ -47,9 +47,15 @@ import numpy as np
 
 from snrkit.core.estimator import Cost, Estimator
 from snrkit.core.law import CorrectionTerms, Law
-from snrkit.core.numerics import sum_of_others
+from snrkit.core.numerics import block_sums, sum_of_others
 from snrkit.core.problem import ProblemBase
 from snrkit.core.spec import ProbeSpec, Structure
+from snrkit.core.streamed import (
+    Blocks,
+    CoordinateVariance,
+    StreamedForm,
+    no_streamed_form,
+)
 from snrkit.core.tree import PyTree, leaf_sizes
 from snrkit.core.validation import check_int
 from snrkit.families.registry import Family
@@ -111,6 +117,9 @@ class BlockProbeSpec(ProbeSpec):
         if self.num_blocks > 1:
             tangent = jnp.where(structure["block_ids"] == j % self.num_blocks, tangent, 0)
         return tangent
+
+    def tangents(self, structure: Structure, probes: jax.Array) -> jax.Array:
+        return probes if self.num_blocks == 1 else super().tangents(structure, probes)
 
     def derivatives(self, args: Structure, probes: jax.Array) -> jax.Array:
         r"""$s^{(k)}_B = \nabla_B\cdot v^{(k)}_B$ for each direction and block, flat `(K · blocks,)`."""
@@ -231,6 +240,34 @@ class BlockProbeLaw(Law):
         """
         return self._exact(_exact_var)
 
+    @staticmethod
+    def coordinate_variance(probe: Probe, directions: int) -> CoordinateVariance:
+        r"""$\operatorname{Var}[g_i] = (\|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2)/K$ from $\nabla_i^2$ and a block total.
+
+        The one formula of this law's variance, in memory and streamed
+        ([`snrkit.ondisk`][snrkit.ondisk]). For $\kappa < 2$ it takes
+        $O_i = \sum_{j\in B(i), j\ne i}\nabla_j^2$ and computes
+        $(O_i + (\kappa-1)\nabla_i^2)/K$, a sum of non-negative terms, so a dominant
+        $\nabla_i$ loses no digits; otherwise $S_{B(i)} = \|\nabla_{B(i)}\|^2$.
+
+        Args:
+            probe: the probe distribution ($\kappa$ = `probe.m4`).
+            directions: $K$.
+
+        Examples:
+            >>> import numpy as np, snrkit as sk
+            >>> from snrkit.families.iid import BlockProbeLaw
+            >>> f = BlockProbeLaw.coordinate_variance(sk.probes.get_probe("rademacher"), 1)
+            >>> f.statistic, f(np.array([9.0, 16.0]), np.array([16.0, 9.0])).tolist()
+            ('others', [16.0, 9.0])
+        """
+        m4 = probe.m4
+        if m4 < 2.0:
+            # Σ_{j≠i}∇_j² + (κ−1)∇_i², both non-negative: ‖∇_B‖² − (2−κ)∇_i² would cancel at a
+            # dominant ∇_i (Rademacher).
+            return CoordinateVariance("others", lambda x, others: (others + (m4 - 1.0) * x) / directions)
+        return CoordinateVariance("sums", lambda x, norm: (norm + (m4 - 2.0) * x) / directions)
+
     def _flat_fourth64(self) -> jax.Array:
         r"""Exact fourth central moment $\mathbb E[(g_i-\nabla_i)^4]$ of each coordinate.
 
@@ -300,22 +337,9 @@ class BlockProbeLaw(Law):
         return CorrectionTerms({"∇_i²": c2 * g * g / k, norm_name: c2 * norms / k}, note=note.lstrip(", "))
 
 
-def _block_power_sums(g: jax.Array, ids: jax.Array | None, num_blocks: int, power: int) -> jax.Array:
-    r"""$\sum_{j\in B(i)} \nabla_j^p$, broadcast back to every coordinate (a scalar for one block)."""
-    x = g**power
-    if ids is None:
-        return jnp.sum(x)
-    return jax.ops.segment_sum(x, ids, num_segments=num_blocks)[ids]
-
-
 @partial(jax.jit, static_argnums=(2, 3, 4))
 def _exact_var(g: jax.Array, ids: jax.Array | None, num_blocks: int, probe: Probe, k: int) -> jax.Array:
-    g2 = g**2
-    if probe.m4 < 2.0:
-        # Σ_{j≠i}∇_j² + (κ−1)∇_i², both non-negative: ‖∇_B‖² − (2−κ)∇_i² would cancel at a
-        # dominant ∇_i (Rademacher).
-        return (sum_of_others(g2, ids, num_blocks) + (probe.m4 - 1.0) * g2) / k
-    return (_block_power_sums(g, ids, num_blocks, 2) + (probe.m4 - 2.0) * g2) / k
+    return BlockProbeLaw.coordinate_variance(probe, k).in_memory(g, ids, num_blocks)
 
 
 @partial(jax.jit, static_argnums=(2, 3, 4))
@@ -332,7 +356,7 @@ def _exact_fourth(g: jax.Array, ids: jax.Array | None, num_blocks: int, probe: P
 @partial(jax.jit, static_argnums=(2, 3, 4))
 def _exact_cov(g: jax.Array, ids: jax.Array | None, num_blocks: int, probe: Probe, k: int) -> jax.Array:
     same = jnp.ones((g.size, g.size), bool) if ids is None else ids[:, None] == ids[None, :]
-    norms = _block_power_sums(g, ids, num_blocks, 2)
+    norms = block_sums(g**2, ids, num_blocks)
     cov = jnp.where(same, jnp.outer(g, g), 0.0) + jnp.diag(norms + (probe.m4 - 3.0) * g**2)
     return cov / k
 
@@ -351,6 +375,33 @@ class _BlockProbeEstimator(Estimator):
     @abstractmethod
     def block_assignment(self, tree: PyTree, n: int) -> tuple[np.ndarray | None, int]:
         """Flat `int32` block ids `0..blocks-1` and the number of blocks; `(None, 1)` for one block."""
+
+    @abstractmethod
+    def streamed_blocks(self, sizes: tuple[int, ...]) -> Blocks:
+        """The blocks of `block_assignment` as [`Blocks`][snrkit.core.streamed.Blocks], without an n-long array."""
+
+    def streamed_form(self, sizes: tuple[int, ...]) -> StreamedForm:
+        r"""The law's variance as a [`StreamedForm`][snrkit.core.streamed.StreamedForm], for gradients streamed from disk.
+
+        $\operatorname{Var}[g_i] = (\|\nabla_{B(i)}\|^2 + (\kappa-2)\nabla_i^2)/K$ needs
+        only block totals of $\nabla^2$ (see
+        [`BlockProbeLaw.coordinate_variance`][snrkit.families.iid.BlockProbeLaw.coordinate_variance]).
+
+        Args:
+            sizes: the number of coordinates of each leaf of the gradient, in ravel order.
+
+        Raises:
+            ValueError: more blocks than coordinates.
+            NoStreamedForm: explicit block ids (one id per coordinate, in memory).
+
+        Examples:
+            >>> import snrkit as sk
+            >>> form = sk.Partitioned(blocks="leaves").streamed_form((2, 3))
+            >>> form.blocks.bounds, form.variance.statistic
+            ((0, 2, 5), 'sums')
+        """
+        return StreamedForm(self.family, self.streamed_blocks(tuple(sizes)),
+                            BlockProbeLaw.coordinate_variance(self.probe_distribution, self.directions))
 
     @property
     def probe_distribution(self) -> Probe:
@@ -437,6 +488,10 @@ class ForwardGradient(_BlockProbeEstimator):
             (None, 1)
         """
         return None, 1
+
+    def streamed_blocks(self, sizes: tuple[int, ...]) -> Blocks:
+        """One block holding every coordinate."""
+        return Blocks.one(sum(sizes))
 
     def params(self) -> dict[str, Any]:
         return {"probe": self.probe_distribution.name, "directions": self.directions}
@@ -606,11 +661,7 @@ class Partitioned(_BlockProbeEstimator):
         """
         blocks = self.blocks
         if isinstance(blocks, int):
-            if blocks > n:
-                raise ValueError(
-                    f"blocks={blocks} is more than the {n} coordinates of the gradient; use at most "
-                    f"{n} blocks (blocks={n} gives g_i = ∇_i v_i²: exact for Rademacher probes, not for Gaussian ones)."
-                )
+            _check_blocks_fit(blocks, n)
             ids = (np.arange(n, dtype=np.int64) * blocks) // n
         elif blocks == "leaves":
             sizes = [s for s in leaf_sizes(tree) if s > 0]
@@ -626,6 +677,30 @@ class Partitioned(_BlockProbeEstimator):
         if num_blocks == 1:
             return None, 1
         return ids.astype(np.int32), num_blocks
+
+    def streamed_blocks(self, sizes: tuple[int, ...]) -> Blocks:
+        r"""The blocks of `block_assignment`, computed from global indices: contiguous or per leaf.
+
+        Raises:
+            ValueError: more blocks than coordinates.
+            NoStreamedForm: explicit block ids.
+
+        Examples:
+            >>> import snrkit as sk
+            >>> sk.Partitioned(blocks=3).streamed_blocks((4, 3))
+            Blocks(n=7, num_blocks=3, bounds=None)
+        """
+        blocks, n = self.blocks, sum(sizes)
+        if isinstance(blocks, int):
+            _check_blocks_fit(blocks, n)
+            return Blocks.contiguous(blocks, n)
+        if blocks == "leaves":
+            return Blocks.leaves(sizes)
+        raise no_streamed_form(
+            self,
+            "explicit block ids hold one id per coordinate in memory; streamed laws take blocks=<int> "
+            "(contiguous blocks) or blocks='leaves' (save the gradient with one leaf per block)",
+        )
 
     @property
     def _blocks_text(self) -> int | str:
@@ -643,6 +718,14 @@ class Partitioned(_BlockProbeEstimator):
         if not isinstance(self.blocks, int):
             return super()._shape_free_cost()
         return Cost(jvps=self.directions * self.blocks, memory=self.directions + 1.0)
+
+
+def _check_blocks_fit(blocks: int, n: int) -> None:
+    if blocks > n:
+        raise ValueError(
+            f"blocks={blocks} is more than the {n} coordinates of the gradient; use at most "
+            f"{n} blocks (blocks={n} gives g_i = ∇_i v_i²: exact for Rademacher probes, not for Gaussian ones)."
+        )
 
 
 FAMILIES = (

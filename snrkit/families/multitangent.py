@@ -59,6 +59,7 @@ from snrkit.core.numerics import sum_of_others
 from snrkit.core.precision import wide_dtype
 from snrkit.core.problem import ProblemBase
 from snrkit.core.spec import ProbeSpec, RowTangentSpec, Structure
+from snrkit.core.streamed import Blocks, CoordinateVariance, StreamedForm
 from snrkit.core.tree import PyTree
 from snrkit.core.validation import check_int
 from snrkit.families.iid import BlockProbeLaw
@@ -176,10 +177,34 @@ class SphereProbeLaw(Law):
 
     def _flat_mean64(self) -> jax.Array:
         with jax.enable_x64(True):
-            return self._grad64() / self.num_coordinates
+            return self._grad64() * self.mean_factor(self.num_coordinates)
 
     def _flat_var64(self) -> jax.Array:
         return self._kernel(_sphere_var)
+
+    @staticmethod
+    def mean_factor(n: int) -> float:
+        r"""$1/n$: $\mathbb E[g] = \nabla/n$ at scale 1."""
+        return 1.0 / n
+
+    @staticmethod
+    def coordinate_variance(n: int, directions: int) -> CoordinateVariance:
+        r"""$\operatorname{Var}[g_i] = (O_i + \frac{2n-2}{n}\nabla_i^2)/(Kn(n+2))$, with $O_i = \sum_{j\ne i}\nabla_j^2$.
+
+        The one formula of this law's variance, in memory and streamed
+        ([`snrkit.ondisk`][snrkit.ondisk]): $\|\nabla\|^2 + \frac{n-2}n\nabla_i^2$
+        written as two non-negative terms.
+
+        Examples:
+            >>> import numpy as np
+            >>> from snrkit.families.multitangent import SphereProbeLaw
+            >>> f = SphereProbeLaw.coordinate_variance(4, 2)
+            >>> f.statistic, float(f(np.float64(1.0), 3.0))  # (3 + 6/4)/(2·4·6)
+            ('others', 0.09375)
+        """
+        n = float(n)
+        return CoordinateVariance(
+            "others", lambda x, others: (others + (2 * n - 2) / n * x) / (directions * n * (n + 2)))
 
     def _flat_cov64(self) -> jax.Array:
         return self._kernel(_sphere_cov)
@@ -202,10 +227,7 @@ class SphereProbeLaw(Law):
 
 @partial(jax.jit, static_argnums=1)
 def _sphere_var(g: jax.Array, k: int) -> jax.Array:
-    n = float(g.size)
-    g2 = g**2
-    # ‖∇‖² + (n−2)/n ∇_i² = Σ_{j≠i}∇_j² + (2n−2)/n ∇_i²: two non-negative terms.
-    return (sum_of_others(g2) + (2 * n - 2) / n * g2) / (k * n * (n + 2))
+    return SphereProbeLaw.coordinate_variance(g.size, k).in_memory(g)
 
 
 @partial(jax.jit, static_argnums=1)
@@ -297,23 +319,59 @@ class MultiTangent(Estimator):
         return f"MultiTangent(K={self.directions}, {self.aggregation}, {self.tangents}{scale})"
 
     def _plan(self, problem: ProblemBase) -> tuple[MultiTangentSpec, Structure]:
-        n = problem.num_coordinates
+        return self._spec(problem.num_coordinates), {}
+
+    def _spec(self, n: int) -> MultiTangentSpec:
+        """The spec for n coordinates (after checking that the projection fits them)."""
         if self.aggregation == "projection" and self.directions > n:
             raise ValueError(
                 f"directions={self.directions} tangents span at most the {n} coordinates of the gradient: the "
                 f"projection needs directions <= {n}"
             )
         scale = self.scale if self.scale == "peer" else float(self.scale)
-        return MultiTangentSpec(self.directions, self.aggregation, self.tangents == "unit", scale), {}
+        return MultiTangentSpec(self.directions, self.aggregation, self.tangents == "unit", scale)
+
+    def _law_scale(self, spec: MultiTangentSpec, n: int) -> float:
+        """The scale of the law: the spec's factor, times K for the sum."""
+        factor = spec.factor(n)
+        return factor * (self.directions if self.aggregation == "sum" else 1)
+
+    def streamed_form(self, sizes: tuple[int, ...]) -> StreamedForm:
+        r"""The law's variance as a [`StreamedForm`][snrkit.core.streamed.StreamedForm]: one block, its law's formula.
+
+        The projection streams the Haar projection's law, unit tangents the sphere's and
+        Gaussian tangents the forward gradient's, each with this estimator's scale.
+
+        Args:
+            sizes: the number of coordinates of each leaf of the gradient, in ravel order.
+
+        Raises:
+            ValueError: a projection on more tangents than coordinates.
+
+        Examples:
+            >>> import snrkit as sk
+            >>> sk.MultiTangent(2, "sum").streamed_form((3,)).scale  # K · 1
+            2.0
+        """
+        n = sum(sizes)
+        spec, k = self._spec(n), self.directions
+        if self.aggregation == "projection":
+            return StreamedForm(self.family, Blocks.one(n), HaarProjectionLaw.coordinate_variance(n, k),
+                                mean_factor=HaarProjectionLaw.mean_factor(n, k), scale=spec.factor(n))
+        scale = self._law_scale(spec, n)
+        if self.tangents == "unit":
+            return StreamedForm(self.family, Blocks.one(n), SphereProbeLaw.coordinate_variance(n, k),
+                                mean_factor=SphereProbeLaw.mean_factor(n), scale=scale)
+        return StreamedForm(self.family, Blocks.one(n),
+                            BlockProbeLaw.coordinate_variance(get_probe("gaussian"), k), scale=scale)
 
     def _law(self, problem: ProblemBase) -> Law:
         spec, structure = self._plan(problem)
         grad, n = problem.gradient(), problem.num_coordinates
-        factor = spec.factor(n)
         if self.aggregation == "projection":
-            return HaarProjectionLaw(grad, spec=spec, structure=structure, directions=self.directions, scale=factor,
-                                     estimator=self)
-        total = factor * (self.directions if self.aggregation == "sum" else 1)
+            return HaarProjectionLaw(grad, spec=spec, structure=structure, directions=self.directions,
+                                     scale=spec.factor(n), estimator=self)
+        total = self._law_scale(spec, n)
         if self.tangents == "unit":
             return SphereProbeLaw(grad, spec=spec, structure=structure, directions=self.directions, scale=total,
                                   estimator=self)

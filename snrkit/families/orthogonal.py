@@ -51,6 +51,7 @@ from snrkit.core.numerics import sum_of_others
 from snrkit.core.precision import wide_dtype
 from snrkit.core.problem import ProblemBase
 from snrkit.core.spec import ProbeSpec, RowTangentSpec, Structure
+from snrkit.core.streamed import Blocks, CoordinateVariance, StreamedForm
 from snrkit.core.tree import PyTree
 from snrkit.core.validation import check_int
 from snrkit.families.registry import Family
@@ -169,10 +170,35 @@ class HaarProjectionLaw(Law):
 
     def _flat_mean64(self) -> jax.Array:
         with jax.enable_x64(True):
-            return self._grad64() * (self.directions / self.num_coordinates)
+            return self._grad64() * self.mean_factor(self.num_coordinates, self.directions)
 
     def _flat_var64(self) -> jax.Array:
         return self._kernel(_frame_var)
+
+    @staticmethod
+    def mean_factor(n: int, directions: int) -> float:
+        r"""$K/n$: $\mathbb E[g] = \frac Kn\nabla$ at scale 1."""
+        return directions / n
+
+    @staticmethod
+    def coordinate_variance(n: int, directions: int) -> CoordinateVariance:
+        r"""$\operatorname{Var}[g_i] = \frac{K(n-K)}{n(n+2)}\big[\frac{2\nabla_i^2}{n} + \frac{O_i}{n-1}\big]$ from $\nabla_i^2$ and $O_i$.
+
+        The one formula of this law's variance, in memory and streamed
+        ([`snrkit.ondisk`][snrkit.ondisk]); $O_i = \sum_{j\ne i}\nabla_j^2$ is taken
+        without cancellation. Zero when $K \ge n$ (the frame spans everything).
+
+        Examples:
+            >>> import numpy as np
+            >>> from snrkit.families.orthogonal import HaarProjectionLaw
+            >>> f = HaarProjectionLaw.coordinate_variance(2, 1)
+            >>> f(np.array([9.0, 16.0]), np.array([16.0, 9.0])).tolist()
+            [3.125, 3.125]
+        """
+        if directions >= n:
+            return CoordinateVariance("sums", lambda x, t: x * 0.0)
+        c, n = _frame_constant(n, directions), float(n)
+        return CoordinateVariance("others", lambda x, others: c * (2 * x / n + others / (n - 1)))
 
     def _flat_cov64(self) -> jax.Array:
         return self._kernel(_frame_cov)
@@ -202,11 +228,7 @@ def _frame_constant(n: int, k: int) -> float:
 
 @partial(jax.jit, static_argnums=1)
 def _frame_var(g: jax.Array, k: int) -> jax.Array:
-    n = float(g.size)
-    if k >= n:
-        return jnp.zeros_like(g)
-    g2 = g**2
-    return _frame_constant(n, k) * (2 * g2 / n + sum_of_others(g2) / (n - 1))
+    return HaarProjectionLaw.coordinate_variance(g.size, k).in_memory(g)
 
 
 @partial(jax.jit, static_argnums=1)
@@ -309,13 +331,35 @@ class OrthogonalFrames(Estimator):
         return f"OrthogonalFrames(K={self.directions}, {self.scale})"
 
     def _plan(self, problem: ProblemBase) -> tuple[HaarFrameSpec, Structure]:
-        n = problem.num_coordinates
+        self._check_fits(problem.num_coordinates)
+        return HaarFrameSpec(self.directions, self.scale), {}
+
+    def _check_fits(self, n: int) -> None:
         if self.directions > n:
             raise ValueError(
                 f"directions={self.directions} is more than the {n} coordinates of the gradient: at most {n} "
                 f"orthonormal directions exist; use directions <= {n} (directions={n} gives the exact gradient)"
             )
-        return HaarFrameSpec(self.directions, self.scale), {}
+
+    def streamed_form(self, sizes: tuple[int, ...]) -> StreamedForm:
+        r"""The law's variance as a [`StreamedForm`][snrkit.core.streamed.StreamedForm]: one block, $O_i$ and the scale $c$.
+
+        Args:
+            sizes: the number of coordinates of each leaf of the gradient, in ravel order.
+
+        Raises:
+            ValueError: more directions than coordinates.
+
+        Examples:
+            >>> import snrkit as sk
+            >>> sk.OrthogonalFrames(2, "projection").streamed_form((4,)).scale
+            1.0
+        """
+        n = sum(sizes)
+        self._check_fits(n)
+        return StreamedForm(self.family, Blocks.one(n), HaarProjectionLaw.coordinate_variance(n, self.directions),
+                            mean_factor=HaarProjectionLaw.mean_factor(n, self.directions),
+                            scale=HaarFrameSpec(self.directions, self.scale).factor(n))
 
     def _law(self, problem: ProblemBase) -> HaarProjectionLaw:
         spec, structure = self._plan(problem)

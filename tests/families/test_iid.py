@@ -236,3 +236,21 @@ def test_exact_law_matches_monte_carlo(case):
     mean = sk.stats.compare_mean(m, law, alpha=ALPHA)
     assert var.holds, f"{est}: {var}"
     assert mean.holds, f"{est}: {mean}"
+
+
+def test_more_jvps_than_one_vectorised_batch_still_give_the_law_samples():
+    """Partitioned with 20 blocks and K = 2: 40 JVPs, pushed through the linearized loss in batches
+    of 16 (memory bounded), not in one vectorised batch; the estimates are still the law's samples
+    to float32 rounding, and differ between samples (each batch sees its own tangents)."""
+    dataset = sk.data.load_digits().take(64)
+    net = sk.nets.mlp((64, 4, 10))
+    params = net.init(pinned_key(3))
+    problem = sk.Problem.from_network(net, params, dataset.flat(), dataset.labels)
+    est = sk.Partitioned(blocks=20, probe="rademacher", directions=2)
+    assert est.cost(problem).jvps == 40
+    real = est.estimates(pinned_key(12), 3, problem.loss_fn, problem.params, *problem.args, batch_size=2)
+    sampled = est.given(problem).sample(pinned_key(12), 3)
+    fr = np.stack([_flat(jax.tree_util.tree_map(lambda a, i=i: a[i], real)) for i in range(3)])
+    fs = np.stack([_flat(jax.tree_util.tree_map(lambda a, i=i: a[i], sampled)) for i in range(3)])
+    np.testing.assert_allclose(fr, fs, rtol=0, atol=1e-5 * float(np.max(np.abs(fs))) + 1e-6)
+    assert not np.allclose(fr[0], fr[1])

@@ -1,0 +1,140 @@
+"""Every benchmark of issue 10 in one run of a few minutes, for a GPU session (one H200).
+
+Run on the device machine, from the repository's root, as
+
+    PYTHONPATH=. python3 bench/gpu.py --out "$OUT"
+
+snrkit's dependencies, JAX with CUDA among them, are in the machine's image: nothing
+needs installing. Keep what it writes, `gpu-bench.txt` (everything printed) and the CSVs
+of the cost table. The figures go to the docs' Benchmarks page with the date and hardware printed at
+the top. `--quick` runs small sizes, for a check on a CPU that the script works.
+
+What it measures, each against a baseline timed in the same run:
+
+1. `monte_carlo` of the forward gradient (Gaussian and Rademacher) at n = 10^6 and 10^7,
+   against the generator bound (the same probes drawn and summed);
+2. the cost of a training step (`snrkit.cost.cost_table`) of backprop, the forward
+   gradient, K = 4 and 16 directions and every family, for the MLPs 64-1024-1024-10 and
+   784-4096-4096-4096-10 at batch 256, 1024 and 4096 (random inputs of the model's width:
+   timings do not depend on the values; MNIST is not on the device machine);
+3. the exact `var()` of a 10^9-coordinate gradient against one reduction over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_montecarlo  # a sibling script
+
+import snrkit as sk
+from snrkit import cost
+from snrkit.data import Dataset
+
+
+class _Tee(io.TextIOBase):
+    """Print to the terminal and keep a copy."""
+
+    def __init__(self, *streams: io.TextIOBase):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+            stream.flush()
+        return len(text)
+
+
+def random_images(width: int, count: int, seed: int = 0) -> Dataset:
+    """`count` random images of `width` pixels (one row) and 10 classes: timings only."""
+    rng = np.random.default_rng(seed)
+    return Dataset(rng.random((count, 1, width), np.float32), rng.integers(0, 10, count), num_classes=10,
+                   name=f"random-{width}")
+
+
+def monte_carlo_section(sizes: list[tuple[int, int]], repeats: int) -> None:
+    key = jax.random.key(0, impl="threefry2x32")
+    rng = np.random.default_rng(0)
+    for n, samples in sizes:
+        grad = jnp.asarray(rng.standard_normal(n).astype(np.float32) / np.sqrt(n))
+        for probe in ("gaussian", "rademacher"):
+            law = sk.ForwardGradient(probe).given(grad)
+            plan = sk.montecarlo.chunk_plan(law)
+            chunk = min(plan.samples, samples)
+            t_mc = bench_montecarlo.best_time(lambda law=law, num=samples: sk.monte_carlo(law, key, num), repeats)
+            t_gen = bench_montecarlo.best_time(
+                lambda law=law, num=samples, chunk=chunk, fold=plan.fold: bench_montecarlo.generator_bound(
+                    law, key, num, chunk, fold
+                ),
+                repeats,
+            )
+            coords = n * samples
+            print(f"monte_carlo {probe:10s} n={n:>11,} N={samples:>6} chunk={chunk:>5} ({plan.fold}): "
+                  f"{coords / t_mc / 1e9:7.2f} G coords/s, bound {coords / t_gen / 1e9:7.2f} G/s, "
+                  f"ratio {t_gen / t_mc:5.2f}")
+
+
+def cost_section(models: list[tuple[tuple[int, ...], int]], batches: tuple[int, ...], repeats: int,
+                 out: Path | None) -> None:
+    for widths, directions in models:
+        methods = cost.default_methods(directions=directions)
+        start = time.perf_counter()
+        frame = cost.cost_table(widths, random_images(widths[0], max(batches)), batches, methods=methods,
+                                repeats=repeats,
+                                out_csv=None if out is None else out / f"cost-{'-'.join(map(str, widths))}.csv")
+        print(f"\ncost per training step, MLP {'-'.join(map(str, widths))} "
+              f"({frame['parameters'].iloc[0]:,} parameters, {time.perf_counter() - start:.0f} s)")
+        columns = ["batch size", "method", "time per step, median [ms]", "time relative to backprop",
+                   "time relative to backprop, 95% low", "time relative to backprop, 95% high",
+                   "XLA temporary memory [MiB]"]
+        print(frame[columns].to_string(index=False, float_format="{:.4g}".format))
+
+
+def exact_variance_section(n: int, repeats: int) -> None:
+    grad = jax.random.normal(jax.random.key(1), (n,), jnp.float32)
+    law = sk.ForwardGradient("gaussian").given(grad)
+    reduce_once = jax.jit(lambda x: jnp.sum(x * x))
+    t_var = bench_montecarlo.best_time(lambda: jax.block_until_ready(law.flat_var()), repeats)
+    t_red = bench_montecarlo.best_time(lambda: jax.block_until_ready(reduce_once(grad)), repeats)
+    print(f"\nexact var(), n = {n:,}: {t_var * 1e3:.1f} ms, one reduction {t_red * 1e3:.1f} ms, "
+          f"ratio {t_var / t_red:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=None, help="folder for gpu-bench.txt and the CSVs")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a check that the script runs")
+    args = parser.parse_args()
+    if args.quick:
+        mc_sizes, repeats = [(10_000, 64)], 2
+        models, batches, cost_repeats, var_n = [((64, 32, 10), (4,))], (16, 32), cost.MIN_REPEATS, 1_000_000
+    else:
+        mc_sizes, repeats = [(1_000_000, 4096), (10_000_000, 512)], 3
+        models = [((64, 1024, 1024, 10), (4, 16)), ((784, 4096, 4096, 4096, 10), (4, 16))]
+        batches, cost_repeats, var_n = (256, 1024, 4096), 10, 1_000_000_000
+
+    log = contextlib.nullcontext(None) if args.out is None else open(args.out / "gpu-bench.txt", "w")  # noqa: SIM115
+    with log as copy:
+        if copy is not None:
+            sys.stdout = _Tee(sys.__stdout__, copy)
+        device = jax.devices()[0]
+        print(f"snrkit benchmarks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {len(jax.devices())} x "
+              f"{device.device_kind} ({device.platform}), JAX {jax.__version__}, snrkit {sk.__version__}")
+        monte_carlo_section(mc_sizes, repeats)
+        cost_section(models, batches, cost_repeats, args.out)
+        exact_variance_section(var_n, repeats)
+        sys.stdout = sys.__stdout__
+
+
+if __name__ == "__main__":
+    main()
