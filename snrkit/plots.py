@@ -56,7 +56,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure, FigureBase
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import LogLocator, MaxNLocator, ScalarFormatter
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
 __all__ = [
     "DPI",
@@ -263,7 +263,12 @@ def set_scale(ax: Axes, axis: str, values: Any) -> str:
     target = ax.xaxis if axis == "x" else ax.yaxis
     if data.size and data.min() > 0 and data.max() / data.min() >= 10:
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
-        target.set_major_locator(LogLocator(numticks=_MAX_TICKS))
+        # an axis spanning under three decades gets 1-2-5 steps, so that it has labels
+        # besides 10^k; minor ticks unlabelled (matplotlib labels them on short spans, and
+        # they collide)
+        short = data.max() / data.min() < 10**2.5
+        target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if short else (1.0,), numticks=_MAX_TICKS))
+        target.set_minor_formatter(NullFormatter())
         return "log"
     (ax.set_xscale if axis == "x" else ax.set_yscale)("linear")
     target.set_major_locator(MaxNLocator(nbins=_MAX_TICKS - 1))
@@ -635,6 +640,14 @@ def plot_thread_check(frame: pd.DataFrame, *, fig: FigureBase | None = None) -> 
     return target.figure
 
 
+def _batch_axis(ax: Axes, sizes: Any) -> None:
+    """The batch-size axis: its scale from `set_scale`, ticks at the measured sizes themselves (at most six)."""
+    set_scale(ax, "x", sizes)
+    ticks = np.unique(np.asarray(sizes, dtype=np.int64))
+    if ticks.size <= _MAX_TICKS:
+        ax.set_xticks(ticks, labels=[str(t) for t in ticks])
+
+
 def plot_cost(frame: pd.DataFrame, *, fig: FigureBase | None = None) -> Figure:
     """Time per training step and XLA's temporary memory against the batch size, one line per method.
 
@@ -687,7 +700,7 @@ def plot_cost(frame: pd.DataFrame, *, fig: FigureBase | None = None) -> Figure:
             kw = {"color": colour, "marker": marker, "linestyle": linestyle, "markersize": 5, "gid": name}
             left.errorbar(own["batch size"], own[time], yerr=_yerr(own[time], own[low], own[high]), **kw)
             right.plot(own["batch size"], own[memory], **kw)
-        set_scale(left, "x", rows["batch size"])
+        _batch_axis(left, rows["batch size"])
         set_scale(left, "y", rows[[time, low, high]].to_numpy(dtype=np.float64))
         set_scale(right, "y", rows[memory])
         for ax, label in ((left, "time per step [ms]"), (right, "XLA temporary memory [MiB]")):
@@ -751,7 +764,7 @@ def plot_snr_per_cost(frame: pd.DataFrame, *, fig: FigureBase | None = None) -> 
                 shown[name] = styles[name]
             set_scale(ax, "y", rows[column])
             ax.set_ylabel(column.replace(" per ", " / "))
-        set_scale(bottom, "x", drawn["batch size"])
+        _batch_axis(bottom, drawn["batch size"])
         bottom.set_xlabel("batch size")
         legend_below(target, [("method", _cost_legend(shown))], ncols=2)
     return target.figure
