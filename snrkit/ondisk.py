@@ -49,8 +49,6 @@ import itertools
 import json
 import math
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from snrkit.core.estimator import Estimator
-from snrkit.core.io import check_output_folder
+from snrkit.core.io import AtomicFolder, check_output_folder
 from snrkit.core.streamed import BlockTotals, StreamedForm
 from snrkit.core.tree import PyTree
 from snrkit.core.validation import check_int
@@ -152,7 +150,7 @@ def save_gradient(grad: PyTree, folder: str | os.PathLike, *, overwrite: bool = 
     leaves, treedef = _gradient(grad, "grad")
     chunk = _check_chunk(chunk_elements)
     target = _check_out(folder, _check_bool(overwrite, "overwrite"), "folder")
-    with _AtomicFolder(target) as tmp:
+    with AtomicFolder(target) as tmp:
         _write_manifest(tmp, treedef, leaves, _saved_dtype)
         for i, leaf in enumerate(leaves):
             with _NpyWriter(tmp / _leaf_file(i), leaf.shape, _saved_dtype(leaf.dtype)) as out:
@@ -368,7 +366,7 @@ def _stream(estimator: Estimator, grad: Any, outputs: dict[str, tuple[str, Any]]
                 progress(g.size)
 
         with contextlib.ExitStack() as stack:
-            folders = {name: stack.enter_context(_AtomicFolder(target)) for name, target in targets.items()}
+            folders = {name: stack.enter_context(AtomicFolder(target)) for name, target in targets.items()}
             for folder in folders.values():
                 _write_manifest(folder, treedef, leaves, lambda _: out_dtype)
             total = 0.0
@@ -615,37 +613,6 @@ def _leaf_file(i: int) -> str:
 
 def _decode_leaves(folder: Path, count: int) -> list[np.memmap]:
     return [np.load(folder / _leaf_file(i), mmap_mode="r") for i in range(count)]
-
-
-class _AtomicFolder:
-    """A folder written under a temporary name next to `target`, renamed to it by `commit`; removed on error."""
-
-    def __init__(self, target: Path):
-        self.target = target
-        self.tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-
-    def __enter__(self) -> Self:
-        self.tmp.mkdir(parents=True)
-        return self
-
-    def __truediv__(self, name: str) -> Path:
-        return self.tmp / name
-
-    def commit(self) -> None:
-        if self.target.exists():
-            old = self.target.parent / f".{self.target.name}.{uuid.uuid4().hex[:8]}.old"
-            os.replace(self.target, old)
-            try:
-                os.replace(self.tmp, self.target)
-            except BaseException:
-                os.replace(old, self.target)  # the old results stay where they were
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.target)
-
-    def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class _Progress:

@@ -261,7 +261,7 @@ def set_scale(ax: Axes, axis: str, values: Any) -> str:
     data = np.asarray(values, dtype=np.float64).ravel()
     data = data[np.isfinite(data)]
     target = ax.xaxis if axis == "x" else ax.yaxis
-    if data.size and data.min() > 0 and data.max() / data.min() >= 10:
+    if _spans_decade(data):
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
         # an axis spanning under three decades gets 1-2-5 steps, so that it has labels
         # besides 10^k; minor ticks unlabelled (matplotlib labels them on short spans, and

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from pathlib import Path
+from typing import Self
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -35,7 +37,7 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same folder as the target: os.replace is atomic only within one file system. Opened
     # with "x" rather than by tempfile.mkstemp, whose 0600 mode the result would inherit.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp = _sibling(path, "tmp")
     try:
         with open(tmp, "x", newline="", encoding="utf-8") as handle:
             handle.write(text)
@@ -46,6 +48,56 @@ def write_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _sibling(path: Path, kind: str) -> Path:
+    """A hidden, unique name next to `path`: `os.replace` is atomic only within one file system."""
+    return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{kind}"
+
+
+class AtomicFolder:
+    """A folder written under a temporary name next to `target`, renamed to it by `commit`; removed on error.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as base:
+        ...     target = Path(base) / "results"
+        ...     with AtomicFolder(target) as folder:
+        ...         _ = (folder / "a.txt").write_text("done")
+        ...         before = target.exists()
+        ...         folder.commit()
+        ...     print(before, sorted(p.name for p in Path(base).iterdir()))
+        False ['results']
+    """
+
+    def __init__(self, target: Path):
+        self.target = target
+        self.tmp = _sibling(target, "tmp")
+
+    def __enter__(self) -> Self:
+        self.tmp.mkdir(parents=True)
+        return self
+
+    def __truediv__(self, name: str) -> Path:
+        return self.tmp / name
+
+    def commit(self) -> None:
+        """Put the written folder in place of `target`; an old `target` is kept until the rename succeeds."""
+        if self.target.exists():
+            old = _sibling(self.target, "old")
+            os.replace(self.target, old)
+            try:
+                os.replace(self.tmp, self.target)
+            except BaseException:
+                os.replace(old, self.target)  # the old results stay where they were
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.target)
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def check_output_folder(folder: Path, option: str = "--out") -> None:
