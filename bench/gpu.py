@@ -16,7 +16,8 @@ What it measures, each against a baseline timed in the same run:
 2. the cost of a training step (`snrkit.cost.cost_table`) of backprop, the forward
    gradient, K = 4 and 16 directions and every family, for the MLPs 64-1024-1024-10 and
    784-4096-4096-4096-10 at batch 256, 1024 and 4096 (random inputs of the model's width:
-   timings do not depend on the values; MNIST is not on the device machine);
+   timings do not depend on the values; MNIST is not on the device machine), printed as
+   `bench_cost.py` prints it, with the verdicts on Baydin's and Yao's cost claims;
 3. the exact `var()` of a 10^9-coordinate gradient against one reduction over it.
 """
 
@@ -30,12 +31,12 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_montecarlo  # a sibling script
+import bench_cost  # sibling scripts
+import bench_montecarlo
 
 import snrkit as sk
 from snrkit import cost
@@ -62,28 +63,6 @@ def random_images(width: int, count: int, seed: int = 0) -> Dataset:
                    name=f"random-{width}")
 
 
-def monte_carlo_section(sizes: list[tuple[int, int]], repeats: int) -> None:
-    key = jax.random.key(0, impl="threefry2x32")
-    rng = np.random.default_rng(0)
-    for n, samples in sizes:
-        grad = jnp.asarray(rng.standard_normal(n).astype(np.float32) / np.sqrt(n))
-        for probe in ("gaussian", "rademacher"):
-            law = sk.ForwardGradient(probe).given(grad)
-            plan = sk.montecarlo.chunk_plan(law)
-            chunk = min(plan.samples, samples)
-            t_mc = bench_montecarlo.best_time(lambda law=law, num=samples: sk.monte_carlo(law, key, num), repeats)
-            t_gen = bench_montecarlo.best_time(
-                lambda law=law, num=samples, chunk=chunk, fold=plan.fold: bench_montecarlo.generator_bound(
-                    law, key, num, chunk, fold
-                ),
-                repeats,
-            )
-            coords = n * samples
-            print(f"monte_carlo {probe:10s} n={n:>11,} N={samples:>6} chunk={chunk:>5} ({plan.fold}): "
-                  f"{coords / t_mc / 1e9:7.2f} G coords/s, bound {coords / t_gen / 1e9:7.2f} G/s, "
-                  f"ratio {t_gen / t_mc:5.2f}")
-
-
 def cost_section(models: list[tuple[tuple[int, ...], int]], batches: tuple[int, ...], repeats: int,
                  out: Path | None) -> None:
     for widths, directions in models:
@@ -94,20 +73,7 @@ def cost_section(models: list[tuple[tuple[int, ...], int]], batches: tuple[int, 
                                 out_csv=None if out is None else out / f"cost-{'-'.join(map(str, widths))}.csv")
         print(f"\ncost per training step, MLP {'-'.join(map(str, widths))} "
               f"({frame['parameters'].iloc[0]:,} parameters, {time.perf_counter() - start:.0f} s)")
-        columns = ["batch size", "method", "time per step, median [ms]", "time relative to backprop",
-                   "time relative to backprop, 95% low", "time relative to backprop, 95% high",
-                   "XLA temporary memory [MiB]"]
-        print(frame[columns].to_string(index=False, float_format="{:.4g}".format))
-
-
-def exact_variance_section(n: int, repeats: int) -> None:
-    grad = jax.random.normal(jax.random.key(1), (n,), jnp.float32)
-    law = sk.ForwardGradient("gaussian").given(grad)
-    reduce_once = jax.jit(lambda x: jnp.sum(x * x))
-    t_var = bench_montecarlo.best_time(lambda: jax.block_until_ready(law.flat_var()), repeats)
-    t_red = bench_montecarlo.best_time(lambda: jax.block_until_ready(reduce_once(grad)), repeats)
-    print(f"\nexact var(), n = {n:,}: {t_var * 1e3:.1f} ms, one reduction {t_red * 1e3:.1f} ms, "
-          f"ratio {t_var / t_red:.2f}")
+        bench_cost.show(frame)
 
 
 def main() -> None:
@@ -130,9 +96,10 @@ def main() -> None:
         device = jax.devices()[0]
         print(f"snrkit benchmarks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {len(jax.devices())} x "
               f"{device.device_kind} ({device.platform}), JAX {jax.__version__}, snrkit {sk.__version__}")
-        monte_carlo_section(mc_sizes, repeats)
+        for n, samples in mc_sizes:  # NumPy's script is a CPU baseline: not here
+            bench_montecarlo.compare_monte_carlo(n, samples, repeats, numpy=False)
         cost_section(models, batches, cost_repeats, args.out)
-        exact_variance_section(var_n, repeats)
+        bench_montecarlo.compare_exact_variance(var_n, repeats)
         sys.stdout = sys.__stdout__
 
 

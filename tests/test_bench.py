@@ -25,8 +25,10 @@ def test_gpu_script_runs_every_section_and_keeps_its_output(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     log = (tmp_path / "gpu-bench.txt").read_text()
     assert log.startswith("snrkit benchmarks, ") and "JAX " in log.splitlines()[0]
-    assert log.count("monte_carlo ") == 2 and "cost per training step, MLP 64-32-10" in log
-    assert "exact var(), n = 1,000,000" in log
+    assert log.count("ratio vs (a)") == 2 and "ratio vs (b)" not in log  # both probes; no NumPy baseline
+    assert "cost per training step, MLP 64-32-10" in log
+    assert all(claim in log for claim in ("baydin-time-ratio", "yao-time", "yao-memory"))
+    assert "Exact var(), n = 1,000,000" in log and "ratio var / reduction" in log
     assert (tmp_path / "cost-64-32-10.csv").stat().st_size > 0
 
 
