@@ -13,12 +13,23 @@ Then the exact `var()` at n = 10^7 against one reduction over the gradient.
 
 Run with `make bench`; `--quick` for a short run. Timings are the best of several repeats
 after a warm-up (compile). Coordinates per second count `samples x n`.
+
+`--allocators` runs the whole benchmark again in a fresh process under each memory
+allocator this machine has: glibc's malloc, glibc's malloc with transparent huge pages
+(`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, glibc >= 2.35) and tcmalloc (`LD_PRELOAD`,
+Debian's `libtcmalloc-minimal4`). XLA on a CPU allocates each step's buffers afresh; glibc
+hands large ones out as new pages that the kernel zeroes on first touch, which can cost
+more than the arithmetic.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes.util
+import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -119,6 +130,21 @@ def compare_exact_variance(n: int, repeats: int) -> None:
     print(f"  ratio var / g*g:       {t_var / t_write:5.2f}")
 
 
+def allocators() -> dict[str, dict[str, str]]:
+    """The allocators this machine can run a process under, as the environment variables that choose them."""
+    chosen = {"glibc malloc": {}, "glibc malloc, huge pages": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}}
+    tcmalloc = ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
+    if tcmalloc is not None:
+        chosen["tcmalloc"] = {"LD_PRELOAD": tcmalloc}
+    return chosen
+
+
+def allocator_in_use() -> str:
+    """The allocator settings of this process's environment, as `--allocators` sets them."""
+    settings = [f"{name}={os.environ[name]}" for name in ("LD_PRELOAD", "GLIBC_TUNABLES") if os.environ.get(name)]
+    return ", ".join(settings) or "default (glibc malloc)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000, help="coordinates of the gradient")
@@ -126,13 +152,21 @@ def main() -> None:
     parser.add_argument("--n-var", type=int, default=10_000_000, help="coordinates for the exact var() timing")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="n = 10^5, 128 samples, 2 repeats")
+    parser.add_argument("--allocators", action="store_true",
+                        help="run again in a fresh process under each memory allocator this machine has")
     args = parser.parse_args()
+    if args.allocators:
+        rest = [a for a in sys.argv[1:] if a != "--allocators"]
+        for name, env in allocators().items():
+            print(f"\n===== {name} =====", flush=True)
+            subprocess.run([sys.executable, __file__, *rest], env={**os.environ, **env}, check=True)
+        return
     if args.quick:
         args.n, args.samples, args.n_var, args.repeats = 100_000, 128, 1_000_000, 2
 
     device = jax.devices()[0]
     print(f"snrkit Monte Carlo benchmark: {device.platform} ({device.device_kind}), {platform.processor() or 'cpu'}, "
-          f"JAX {jax.__version__}, {time.strftime('%Y-%m-%d')}")
+          f"JAX {jax.__version__}, {time.strftime('%Y-%m-%d')}, allocator: {allocator_in_use()}")
     compare_monte_carlo(args.n, args.samples, args.repeats)
     compare_exact_variance(args.n_var, args.repeats)
 

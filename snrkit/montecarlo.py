@@ -186,14 +186,20 @@ class ChunkPlan:
     budget: int
 
 
-CPU_CHUNK_BYTES = 1 << 29
-"""A chunk's largest memory budget on a CPU (512 MiB; at most 1/16 of the machine's
-memory). Drawing 32 samples of $10^6$ coordinates at once rather than 8 ran the cheapest
-probes (Rademacher) a third faster; past that, chunks gain nothing."""
+CPU_CHUNK_BYTES = 1 << 24
+"""A chunk's memory budget on a CPU (16 MiB of XLA temporaries a step; at most 1/16 of
+the machine's memory). XLA allocates a step's buffers afresh each step; glibc's malloc
+serves those under its largest mmap threshold (32 MiB) from its heap, reused, and larger
+ones as new pages the kernel zeroes on first touch, which cost more than drawing and
+folding the samples. Measured on a 2-core CPU (`bench/bench_montecarlo.py`), 16 MiB ran
+the forward gradient 2 to 3.5 times faster than 512 MiB at $n = 10^4$ and $10^5$, and
+from 1.2 to 1.8 times at $10^6$; 32 MiB ran up to a third slower than 16."""
 CPU_MEMORY_SHARE = 16
 """On a CPU a chunk may hold at most this fraction (1/16) of the machine's memory."""
 ACCELERATOR_MEMORY_SHARE = 8
 """On a GPU or TPU a chunk may hold this fraction (1/8) of the device's memory."""
+PROBE_SAMPLES = 8
+"""The fewest samples of a chunk whose compiled memory `chunk_plan` measures."""
 MAX_CHUNK_SAMPLES = {"rows": 4096, "block": 1 << 20}
 """Most samples per chunk: a row loop gains nothing past a few thousand steps; a block
 reduction gains until the device is full."""
@@ -202,16 +208,17 @@ reduction gains until the device is full."""
 def chunk_plan(law: Law, device: jax.Device | None = None) -> ChunkPlan:
     r"""Samples per chunk and the way to fold them, chosen for the device's kind and memory.
 
-    On a CPU chunks may hold `CPU_CHUNK_BYTES` (512 MiB), at most `1/CPU_MEMORY_SHARE` of
+    On a CPU chunks may hold `CPU_CHUNK_BYTES` (16 MiB), at most `1/CPU_MEMORY_SHARE` of
     the machine's memory, and are folded row by row; on a GPU or TPU they may hold
     `1/ACCELERATOR_MEMORY_SHARE` of the device's memory (`memory_stats()["bytes_limit"]`)
     and are folded as blocks. What a chunk holds (its probes, samples, float64 deviations
     and whatever the family's draw needs besides) is measured, not guessed: the step is
-    compiled (not run) for a chunk $c$ sized by a generous estimate, XLA's temporary
-    memory $T_c$ of it read, and the chunk is $\lfloor c\,\text{budget}/T_c\rfloor$
-    samples (a step's fixed temporaries count as if they grew with $c$, so the chunk errs
-    small). Where even the most samples per chunk fit by the generous estimate, nothing is
-    compiled; the measurement is kept for the rest of the process.
+    compiled (not run) for two chunks $c$ and $2c$ ($c \ge 8$, sized by a generous
+    estimate), XLA's temporary memory $T_c$ and $T_{2c}$ of them read, and with the
+    per-sample bytes $s = (T_{2c} - T_c)/c$ and the fixed bytes $F = T_c - cs$ the chunk
+    is $\lfloor(\text{budget} - F)/s\rfloor$ samples, at least one. Where even the most
+    samples per chunk fit by the generous estimate, nothing is compiled; the measurements
+    are kept for the rest of the process.
 
     Args:
         law: the law to be sampled.
@@ -241,12 +248,17 @@ def chunk_plan(law: Law, device: jax.Device | None = None) -> ChunkPlan:
     guess = 2 * jnp.dtype(law.dtype).itemsize * (law.sampler.probe_entries(n) + n) + (40 if fold == "block" else 8) * n
     if cap * guess <= budget:
         return ChunkPlan(cap, fold, budget)
-    probe = int(max(1, min(cap, budget // guess)))
-    measured = _step_bytes(law, fold, probe)
-    if measured is None:  # the backend does not say: keep the generous guess
-        return ChunkPlan(probe, fold, budget)
-    # T_c / c over-counts a sample by the step's fixed temporaries / c: the chunk errs small
-    return ChunkPlan(int(max(1, min(cap, budget * probe // max(measured, 1)))), fold, budget)
+    guessed = int(max(1, min(cap, budget // guess)))
+    # T_c = fixed + c * per_sample, from two compiled (never run) sizes: the fixed part (the
+    # float64 mean, for one) must not be charged to every sample, or small budgets get one
+    # sample. Sizes below 8 are not measured: XLA lays out a chunk of one or two samples apart.
+    probe = max(PROBE_SAMPLES, min(cap // 2, guessed))
+    small, large = _step_bytes(law, fold, probe), _step_bytes(law, fold, 2 * probe)
+    if small is None or large is None:  # the backend does not say: keep the generous guess
+        return ChunkPlan(guessed, fold, budget)
+    per_sample = max(1, (large - small) // probe)
+    fixed = max(0, small - probe * per_sample)
+    return ChunkPlan(int(max(1, min(cap, (budget - fixed) // per_sample))), fold, budget)
 
 
 def _step_bytes(law: Law, fold: str, chunk: int) -> int | None:
@@ -336,7 +348,7 @@ def monte_carlo(
         num_samples: number of samples $N \ge 1$.
         chunk_size: samples drawn per step; `None` lets
             [`chunk_plan`][snrkit.montecarlo.chunk_plan] choose for the device's kind and
-            memory (up to 512 MiB on a CPU, an eighth of a GPU's memory).
+            memory (16 MiB of temporaries on a CPU, an eighth of a GPU's memory).
         batches: group the samples in this many batches of consecutive indices and also
             report each batch's mean and variance (used by the distribution-free tests in
             [`snrkit.stats`][snrkit.stats]).
@@ -492,7 +504,9 @@ def _fold(
     [`ChunkPlan`][snrkit.montecarlo.ChunkPlan] says: `"rows"`, one sample at a time (XLA
     on a CPU turns each step into one fused elementwise loop, where reducing the
     `(chunk, n)` block along its leading axis is an order of magnitude slower), or
-    `"block"`, the whole chunk reduced at once (a GPU's way).
+    `"block"`, the whole chunk reduced at once (a GPU's way). A chunk of one sample is
+    folded as a block: a loop of one step kept XLA from fusing the draw into the sums,
+    which ran 1.7 to 1.9 times slower at $n = 10^6$ on a CPU.
     """
     offsets = jnp.arange(chunk, dtype=jnp.uint32)
     samples = sampler(args, key, start.astype(jnp.uint32) + offsets)
@@ -501,7 +515,7 @@ def _fold(
         d2 = d * d
         return d, d2, d2 * d, d2 * d2
 
-    if fold == "block":
+    if fold == "block" or chunk == 1:  # one sample needs no loop, and without one XLA fuses its draw into the sums
         d = jnp.where((offsets < valid)[:, None], samples.astype(jnp.float64) - shift, 0.0)
         return tuple(s + p.sum(0) for s, p in zip(state, powers(d), strict=True))
 

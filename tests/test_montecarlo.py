@@ -157,12 +157,12 @@ class _Accelerator:
 
 
 def test_chunk_plan_follows_the_device():
-    """CPU: chunks of at most 512 MiB and 1/16 of the machine's memory, folded row by row. An
+    """CPU: chunks of at most 16 MiB and 1/16 of the machine's memory, folded row by row. An
     accelerator: an eighth of its memory (4 GiB assumed when it does not say), folded as blocks;
     at most 2^20 samples, at least one."""
     law = sk.ForwardGradient().given(jnp.ones(100_000))
     cpu = sk.montecarlo.chunk_plan(law, jax.devices("cpu")[0])
-    assert (cpu.fold, cpu.budget) == ("rows", min(1 << 29, sk.montecarlo.physical_memory() // 16))
+    assert (cpu.fold, cpu.budget) == ("rows", min(16 << 20, sk.montecarlo.physical_memory() // 16))
     assert sk.montecarlo.chunk_plan(law, _Accelerator(80 << 30)).fold == "block"
     assert sk.montecarlo.chunk_plan(law, _Accelerator(None)).budget == (4 << 30) // 8
     assert sk.montecarlo.chunk_plan(sk.ForwardGradient().given(jnp.ones(2)), _Accelerator(80 << 30)).samples == 1 << 20
@@ -178,7 +178,7 @@ def test_chunk_plan_follows_the_device():
 @pytest.mark.parametrize("fold", ["rows", "block"])
 def test_a_chunk_holds_what_the_budget_allows(estimator, fold, monkeypatch):
     """The chunk's step, compiled, needs at most the budget in XLA's temporary memory, and is not
-    needlessly small: twice the samples would not fit. With a 16 MiB budget and n = 20,000 the
+    needlessly small: one more sample would not fit. With a 16 MiB budget and n = 20,000 the
     chunk is tens of samples, so both bounds bite; the guess alone is off by up to 2x (orthogonal
     frames), which the first bound would catch."""
     monkeypatch.setattr(sk.montecarlo, "CPU_CHUNK_BYTES", 16 << 20)
@@ -188,4 +188,17 @@ def test_a_chunk_holds_what_the_budget_allows(estimator, fold, monkeypatch):
     assert (plan.fold, plan.budget) == (fold, 16 << 20)
     assert 1 < plan.samples < sk.montecarlo.MAX_CHUNK_SAMPLES[fold]
     assert sk.montecarlo._step_bytes(law, fold, plan.samples) <= plan.budget
-    assert sk.montecarlo._step_bytes(law, fold, 2 * plan.samples) > plan.budget
+    assert sk.montecarlo._step_bytes(law, fold, plan.samples + 1) > plan.budget
+
+
+def test_a_steps_fixed_memory_is_not_charged_to_every_sample():
+    """At n = 10^6 one Rademacher sample's step holds 30 MiB (XLA lays out a chunk of one apart)
+    but each further sample adds about 4: a 16 MiB budget holds 3 samples, which a rule charging
+    T_c / c per sample from a one-sample measurement would cut to one."""
+    law = sk.ForwardGradient("rademacher").given(jnp.ones(1_000_000))
+    plan = sk.montecarlo.chunk_plan(law, jax.devices("cpu")[0])
+    if plan.budget != 16 << 20:
+        pytest.skip("a machine with under 256 MiB of memory gets a smaller budget")
+    assert plan.samples > 1
+    assert sk.montecarlo._step_bytes(law, "rows", plan.samples) <= plan.budget
+    assert sk.montecarlo._step_bytes(law, "rows", plan.samples + 1) > plan.budget

@@ -286,6 +286,15 @@ class Law(ABC):
         with jax.enable_x64(True):
             return jnp.asarray(self._flat_grad, jnp.float64)
 
+    def _on_grad64(self, kernel: Callable[..., jax.Array], *statics: Any, arrays: tuple = ()) -> jax.Array:
+        """`kernel(∇ in float64, *arrays, *statics)`, widened inside the one compiled call.
+
+        A float64 copy of the gradient made beforehand is written to fresh memory and read
+        back, which cost as much as the whole formula at $n = 10^7$ on a CPU.
+        """
+        with jax.enable_x64(True):
+            return _widened_call(kernel, statics, self._flat_grad, *arrays)
+
     def _fit(self, x64: jax.Array) -> jax.Array:
         return fit(x64, self.dtype)
 
@@ -731,7 +740,19 @@ def _x64(fn: Callable) -> Callable:
     return run
 
 
-_times = _x64(lambda x, c: x * c)
+@partial(jax.jit, static_argnums=(0, 1))
+def _widened_call(kernel: Callable[..., jax.Array], statics: tuple, g: jax.Array, *arrays: Any) -> jax.Array:
+    return kernel(g.astype(jnp.float64), *arrays, *statics)
+
+
+_scaled = _x64(lambda x, c: x * c)
+
+
+def _times(x: jax.Array, c: float) -> jax.Array:
+    # times 1 is exact: skip a pass that writes n fresh float64 values
+    return x if c == 1.0 else _scaled(x, c)
+
+
 _sqrt = _x64(jnp.sqrt)
 _sub = _x64(lambda a, b: a - b)
 _square = _x64(jnp.square)

@@ -56,8 +56,11 @@ def fit(x64: jax.Array, preferred: jnp.dtype) -> jax.Array:
     with jax.enable_x64(True):
         x64 = jnp.asarray(x64, jnp.float64)
         for dtype in candidates:
-            if dtype == jnp.float64 or bool(_fits(x64, dtype)):
-                return _cast(x64, dtype)
+            if dtype == jnp.float64:
+                return x64
+            cast, fits = _cast_if_fits(x64, dtype)
+            if bool(fits):
+                return cast
     raise AssertionError("unreachable: float64 always fits")  # pragma: no cover
 
 
@@ -78,14 +81,10 @@ def wide_dtype(dtype: jnp.dtype) -> jnp.dtype:
 
 
 @partial(jax.jit, static_argnums=1)
-def _fits(x: jax.Array, dtype: jnp.dtype) -> jax.Array:
+def _cast_if_fits(x: jax.Array, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
+    """`x` cast to `dtype`, and whether every value fits there: one pass over `x`, not two."""
     info = jnp.finfo(dtype)
     finite = jnp.isfinite(x)
     magnitude = jnp.abs(x)
     in_range = (magnitude <= info.max) & ((magnitude >= info.tiny) | (x == 0))
-    return jnp.all(~finite | in_range)
-
-
-@partial(jax.jit, static_argnums=1)
-def _cast(x: jax.Array, dtype: jnp.dtype) -> jax.Array:
-    return x.astype(dtype)
+    return x.astype(dtype), jnp.all(~finite | in_range)

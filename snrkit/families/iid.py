@@ -220,8 +220,7 @@ class BlockProbeLaw(Law):
 
     def _exact(self, kernel: Any) -> jax.Array:
         ids = None if self.block_ids is None else jnp.asarray(self.block_ids, jnp.int32)
-        with jax.enable_x64(True):
-            return kernel(jnp.asarray(self._flat_grad, jnp.float64), ids, self.num_blocks, self.probe, self.directions)
+        return self._on_grad64(kernel, self.num_blocks, self.probe, self.directions, arrays=(ids,))
 
     def _flat_mean64(self) -> jax.Array:
         r"""$\mathbb E[g] = \nabla$ (Baydin et al. 2022, Theorem 1; any iid probe with mean 0, variance 1).

@@ -171,16 +171,12 @@ class SphereProbeLaw(Law):
         super().__init__(grad, spec=spec, structure=structure, scale=scale, estimator=estimator)
         self.directions = directions
 
-    def _kernel(self, kernel: Any) -> jax.Array:
-        with jax.enable_x64(True):
-            return kernel(jnp.asarray(self._flat_grad, jnp.float64), self.directions)
-
     def _flat_mean64(self) -> jax.Array:
         with jax.enable_x64(True):
             return self._grad64() * self.mean_factor(self.num_coordinates)
 
     def _flat_var64(self) -> jax.Array:
-        return self._kernel(_sphere_var)
+        return self._on_grad64(_sphere_var, self.directions)
 
     @staticmethod
     def mean_factor(n: int) -> float:
@@ -207,10 +203,10 @@ class SphereProbeLaw(Law):
             "others", lambda x, others: (others + (2 * n - 2) / n * x) / (directions * n * (n + 2)))
 
     def _flat_cov64(self) -> jax.Array:
-        return self._kernel(_sphere_cov)
+        return self._on_grad64(_sphere_cov, self.directions)
 
     def _flat_fourth64(self) -> jax.Array:
-        return self._kernel(_sphere_fourth)
+        return self._on_grad64(_sphere_fourth, self.directions)
 
     def _projected_variance64(self, weights: np.ndarray) -> float:
         g = np.asarray(self._flat_grad, np.float64)

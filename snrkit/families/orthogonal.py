@@ -164,16 +164,12 @@ class HaarProjectionLaw(Law):
         super().__init__(grad, spec=spec, structure=structure, scale=scale, estimator=estimator)
         self.directions = directions
 
-    def _kernel(self, kernel: Any) -> jax.Array:
-        with jax.enable_x64(True):
-            return kernel(jnp.asarray(self._flat_grad, jnp.float64), self.directions)
-
     def _flat_mean64(self) -> jax.Array:
         with jax.enable_x64(True):
             return self._grad64() * self.mean_factor(self.num_coordinates, self.directions)
 
     def _flat_var64(self) -> jax.Array:
-        return self._kernel(_frame_var)
+        return self._on_grad64(_frame_var, self.directions)
 
     @staticmethod
     def mean_factor(n: int, directions: int) -> float:
@@ -201,10 +197,10 @@ class HaarProjectionLaw(Law):
         return CoordinateVariance("others", lambda x, others: c * (2 * x / n + others / (n - 1)))
 
     def _flat_cov64(self) -> jax.Array:
-        return self._kernel(_frame_cov)
+        return self._on_grad64(_frame_cov, self.directions)
 
     def _flat_fourth64(self) -> jax.Array:
-        return self._kernel(_frame_fourth)
+        return self._on_grad64(_frame_fourth, self.directions)
 
     def _projected_variance64(self, weights: np.ndarray) -> float:
         g = np.asarray(self._flat_grad, np.float64)
