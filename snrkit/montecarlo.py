@@ -192,8 +192,9 @@ the machine's memory). XLA allocates a step's buffers afresh each step; glibc's 
 serves those under its largest mmap threshold (32 MiB) from its heap, reused, and larger
 ones as new pages the kernel zeroes on first touch, which cost more than drawing and
 folding the samples. Measured on a 2-core CPU (`bench/bench_montecarlo.py`), 16 MiB ran
-the forward gradient 2 to 3.5 times faster than 512 MiB at $n = 10^4$ and $10^5$, and
-from 1.2 to 1.8 times at $10^6$; 32 MiB ran up to a third slower than 16."""
+the forward gradient 2 to 3.5 times faster than 512 MiB at $n = 10^4$ and $10^5$; at
+$10^6$ the gain was within that machine's run-to-run noise. 32 MiB ran up to a third
+slower than 16."""
 CPU_MEMORY_SHARE = 16
 """On a CPU a chunk may hold at most this fraction (1/16) of the machine's memory."""
 ACCELERATOR_MEMORY_SHARE = 8
@@ -249,9 +250,9 @@ def chunk_plan(law: Law, device: jax.Device | None = None) -> ChunkPlan:
     if cap * guess <= budget:
         return ChunkPlan(cap, fold, budget)
     guessed = int(max(1, min(cap, budget // guess)))
-    # T_c = fixed + c * per_sample, from two compiled (never run) sizes: the fixed part (the
-    # float64 mean, for one) must not be charged to every sample, or small budgets get one
-    # sample. Sizes below 8 are not measured: XLA lays out a chunk of one or two samples apart.
+    # T_c = fixed + c * per_sample, from two compiled (never run) sizes: buffers that do not
+    # grow with the chunk must not be charged to every sample, or small budgets get one sample.
+    # Sizes below 8 are not measured: XLA lays out a chunk of one sample apart.
     probe = max(PROBE_SAMPLES, min(cap // 2, guessed))
     small, large = _step_bytes(law, fold, probe), _step_bytes(law, fold, 2 * probe)
     if small is None or large is None:  # the backend does not say: keep the generous guess
