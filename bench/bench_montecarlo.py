@@ -6,7 +6,12 @@ against:
   (a) the generator bound: the same probes, drawn by the same generator from the same
       per-sample keys, merely summed (what drawing them costs, nothing else);
   (b) the NumPy script one writes by hand: draw every sample with NumPy's generator
-      (float32 normals, or signs from random bytes), stack them, call `var`.
+      (float32 normals, or signs from random bytes), stack them, call `var`;
+  (c) monte_carlo's fold alone: the same chunks' float64 power sums 1..4, of samples drawn
+      beforehand. A step that draws its chunk and then folds it costs at least (a) + (c), so
+      (a) / ((a) + (c)) is the most such a step reaches against (a), were computing the
+      estimate from its probes free; only where XLA fuses the draw into the fold can
+      monte_carlo pass it.
 
 Targets (issue 10): monte_carlo >= 0.9x (a) on CPU (0.8x on GPU) and >= 2x (b) on CPU.
 Then the exact `var()` at n = 10^7 against one reduction over the gradient.
@@ -40,7 +45,7 @@ import numpy as np
 
 import snrkit as sk
 from snrkit.core.tree import sample_key
-from snrkit.montecarlo import chunk_plan
+from snrkit.montecarlo import _accumulate, chunk_plan
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
@@ -76,6 +81,23 @@ def generator_bound(law: sk.core.law.Law, key: jax.Array, num: int, chunk: int, 
     return jax.block_until_ready(total)
 
 
+def _drawn(samples: jax.Array, key: jax.Array, indices: jax.Array) -> jax.Array:
+    """A sampler whose chunk was drawn beforehand: `_accumulate` with it is monte_carlo's fold and nothing else."""
+    return samples
+
+
+def fold_alone(law: sk.core.law.Law, key: jax.Array, num: int, chunk: int, fold: str) -> tuple:
+    """monte_carlo's step without the draw: one chunk of the law's samples, folded as monte_carlo folds `num` samples."""
+    samples = law.sampler(law.sampling_args, key, jnp.arange(chunk, dtype=jnp.uint32))
+    with jax.enable_x64(True):
+        shift = jnp.asarray(np.asarray(law.flat_mean(), np.float64))
+        state = tuple(jnp.zeros(law.num_coordinates, jnp.float64) for _ in range(4))
+        for start in range(0, num, chunk):
+            state = _accumulate(_drawn, chunk, fold, samples, key, np.uint32(start), min(chunk, num - start), shift,
+                                state)
+        return jax.block_until_ready(state)
+
+
 def numpy_script(grad: np.ndarray, num: int, probe: str, seed: int = 0) -> np.ndarray:
     """What one writes by hand: draw every sample, stack them, call var."""
     rng = np.random.default_rng(seed)
@@ -102,13 +124,17 @@ def compare_monte_carlo(n: int, samples: int, repeats: int, *, numpy: bool = Tru
         t_mc = best_time(lambda law=law: sk.monte_carlo(law, key, samples), repeats)
         t_gen = best_time(lambda law=law, chunk=chunk, fold=plan.fold: generator_bound(law, key, samples, chunk, fold),
                           repeats)
+        t_fold = best_time(lambda law=law, chunk=chunk, fold=plan.fold: fold_alone(law, key, samples, chunk, fold),
+                           repeats)
         print(f"{probe}, n = {n:,}, {samples} samples (chunk {chunk}, {plan.fold} fold), best of {repeats}")
         print(f"  snrkit.monte_carlo      {t_mc:8.3f} s  {coords / t_mc / 1e6:9.1f} M coords/s")
         print(f"  (a) generator bound     {t_gen:8.3f} s  {coords / t_gen / 1e6:9.1f} M coords/s")
+        print(f"  (c) fold alone          {t_fold:8.3f} s  {coords / t_fold / 1e6:9.1f} M coords/s")
         if numpy:
             t_np = best_time(lambda probe=probe: numpy_script(grad, samples, probe), max(1, repeats - 1))
             print(f"  (b) NumPy script        {t_np:8.3f} s  {coords / t_np / 1e6:9.1f} M coords/s")
-        print(f"  ratio vs (a): {t_gen / t_mc:5.2f}   (target >= 0.9 on CPU, 0.8 on GPU)")
+        print(f"  ratio vs (a): {t_gen / t_mc:5.2f}   (target >= 0.9 on CPU, 0.8 on GPU; "
+              f"draw-then-fold ceiling (a)/((a)+(c)) = {t_gen / (t_gen + t_fold):4.2f})")
         if numpy:
             print(f"  ratio vs (b): {t_np / t_mc:5.2f}   (target >= 2 on CPU)")
 

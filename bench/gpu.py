@@ -89,6 +89,8 @@ def main() -> None:
         models = [((64, 1024, 1024, 10), (4, 16)), ((784, 4096, 4096, 4096, 10), (4, 16))]
         batches, cost_repeats, var_n = (256, 1024, 4096), 10, 1_000_000_000
 
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
     log = contextlib.nullcontext(None) if args.out is None else open(args.out / "gpu-bench.txt", "w")  # noqa: SIM115
     with log as copy:
         if copy is not None:

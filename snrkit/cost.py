@@ -380,9 +380,7 @@ def batch_of(data: Dataset, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
 def _network(model: nets.Network | Sequence[int]) -> tuple[nets.Network, tuple[int, ...] | None]:
     if isinstance(model, nets.Network):
         return model, None
-    widths = tuple(check_int(w, "widths", hint="layer widths of the MLP") for w in model)
-    if len(widths) < 2:
-        raise ValueError(f"an MLP needs at least an input and an output width, got widths={widths}")
+    widths = nets.check_widths(model, "model")
     return nets.mlp(widths), widths
 
 

@@ -37,6 +37,7 @@ from snrkit.core.validation import is_positive_int
 __all__ = [
     "Network",
     "accuracy",
+    "check_widths",
     "cnn",
     "cnn_apply",
     "cnn_init",
@@ -100,8 +101,29 @@ def _init_layers(
     return _dense_layers(blocks, tuple(map(tuple, shapes)), tuple(variances), jnp.dtype(dtype))
 
 
-def _check_widths(widths: Sequence[int], name: str = "widths") -> tuple[int, ...]:
-    widths = tuple(widths)
+def check_widths(widths: Sequence[int], name: str = "widths") -> tuple[int, ...]:
+    """The layer widths of an MLP as ints, checked: at least two, each a positive integer.
+
+    Args:
+        widths: input width, hidden widths, number of classes.
+        name: the argument's name in the error message.
+
+    Returns:
+        The widths as a tuple of ints.
+
+    Raises:
+        ValueError: fewer than two widths, a width that is not a positive integer, or
+            `widths` not a sequence; the message names `name`.
+
+    Examples:
+        >>> from snrkit.nets import check_widths
+        >>> check_widths([64, 32, 10])
+        (64, 32, 10)
+    """
+    try:
+        widths = tuple(widths)
+    except TypeError:  # a lone number: reported below as one width
+        widths = (widths,)
     if len(widths) < 2 or any(not is_positive_int(w) for w in widths):
         raise ValueError(
             f"{name} must list at least two positive integers (input width, ..., number of "
@@ -144,7 +166,7 @@ def mlp_init(key: Array, widths: Sequence[int], *, dtype: DTypeLike = jnp.float3
         >>> jax.tree.map(jnp.shape, params)
         [{'b': (8,), 'w': (4, 8)}, {'b': (3,), 'w': (8, 3)}]
     """
-    widths = _check_widths(widths)
+    widths = check_widths(widths)
     shapes = list(zip(widths[:-1], widths[1:]))
     # He (2/fan_in) for every layer but the last, which is LeCun (1/fan_in).
     gains = [2.0] * (len(shapes) - 1) + [1.0]
@@ -537,7 +559,7 @@ def mlp(widths: Sequence[int], *, dtype: DTypeLike = jnp.float32) -> Network:
         >>> net.name, num_params(net.init(jax.random.key(0)))
         ('mlp-64-32-10', 2410)
     """
-    return _mlp(_check_widths(widths), jnp.dtype(dtype))
+    return _mlp(check_widths(widths), jnp.dtype(dtype))
 
 
 @functools.lru_cache(maxsize=None)
@@ -629,7 +651,7 @@ def mlp_num_params(widths: Sequence[int]) -> int:
         >>> mlp_num_params((64, 32, 10))  # 65 * 32 + 33 * 10
         2410
     """
-    widths = _check_widths(widths)
+    widths = check_widths(widths)
     return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
 
 
