@@ -14,7 +14,10 @@ against:
       monte_carlo pass it.
 
 Targets (issue 10): monte_carlo >= 0.9x (a) on CPU (0.8x on GPU) and >= 2x (b) on CPU.
-Then the exact `var()` at n = 10^7 against one reduction over the gradient.
+Then the Gaussian generator: JAX's threefry normals from a plain key and from the same key
+on snrkit's unrolled implementation (`snrkit.core.threefry`, the same values), against
+NumPy's float32 normals. Then the exact `var()` at n = 10^7 against one reduction over the
+gradient.
 
 Run with `make bench`; `--quick` for a short run. Timings are the best of several repeats
 after a warm-up (compile). Coordinates per second count `samples x n`.
@@ -44,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import snrkit as sk
+from snrkit.core.threefry import unrolled
 from snrkit.core.tree import sample_key
 from snrkit.montecarlo import _accumulate, chunk_plan
 
@@ -139,6 +143,21 @@ def compare_monte_carlo(n: int, samples: int, repeats: int, *, numpy: bool = Tru
             print(f"  ratio vs (b): {t_np / t_mc:5.2f}   (target >= 2 on CPU)")
 
 
+def compare_generators(n: int, repeats: int) -> None:
+    """Print how fast n Gaussian normals are drawn: JAX's threefry key, the same key unrolled, NumPy."""
+    key = jax.random.key(0, impl="threefry2x32")
+    draw = jax.jit(lambda key: jax.random.normal(key, (n,)))
+    t_jax = best_time(lambda: jax.block_until_ready(draw(key)), repeats)
+    t_unrolled = best_time(lambda: jax.block_until_ready(draw(unrolled(key))), repeats)
+    rng = np.random.default_rng(0)
+    t_numpy = best_time(lambda: rng.standard_normal(n, dtype=np.float32), repeats)
+    print(f"Gaussian normals, n = {n:,} (float32)")
+    print(f"  JAX threefry key        {n / t_jax / 1e6:9.1f} M/s")
+    print(f"  the key unrolled        {n / t_unrolled / 1e6:9.1f} M/s   (the same values)")
+    print(f"  NumPy standard_normal   {n / t_numpy / 1e6:9.1f} M/s   (one core)")
+    print(f"  ratio unrolled / JAX: {t_jax / t_unrolled:5.2f}   unrolled / NumPy: {t_numpy / t_unrolled:5.2f}")
+
+
 def compare_exact_variance(n: int, repeats: int) -> None:
     """Print the exact var() of an n-coordinate gradient against one reduction and one elementwise pass over it."""
     big = jax.random.normal(jax.random.key(1), (n,), jnp.float32)
@@ -194,6 +213,7 @@ def main() -> None:
     print(f"snrkit Monte Carlo benchmark: {device.platform} ({device.device_kind}), {platform.processor() or 'cpu'}, "
           f"JAX {jax.__version__}, {time.strftime('%Y-%m-%d')}, allocator: {allocator_in_use()}")
     compare_monte_carlo(args.n, args.samples, args.repeats)
+    compare_generators(args.n_var, args.repeats)
     compare_exact_variance(args.n_var, args.repeats)
 
 

@@ -18,7 +18,9 @@ What it measures, each against a baseline timed in the same run:
    784-4096-4096-4096-10 at batch 256, 1024 and 4096 (random inputs of the model's width:
    timings do not depend on the values; MNIST is not on the device machine), printed as
    `bench_cost.py` prints it, with the verdicts on Baydin's and Yao's cost claims;
-3. the exact `var()` of a 10^9-coordinate gradient against one reduction over it.
+3. 10^7 Gaussian normals from JAX's threefry key and from the same key unrolled
+   (`snrkit.core.threefry`; JAX already unrolls the rounds off the CPU, so expect parity);
+4. the exact `var()` of a 10^9-coordinate gradient against one reduction over it.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ def main() -> None:
         for n, samples in mc_sizes:  # NumPy's script is a CPU baseline: not here
             bench_montecarlo.compare_monte_carlo(n, samples, repeats, numpy=False)
         cost_section(models, batches, cost_repeats, args.out)
+        bench_montecarlo.compare_generators(min(var_n, 10_000_000), repeats)
         bench_montecarlo.compare_exact_variance(var_n, repeats)
         sys.stdout = sys.__stdout__
 

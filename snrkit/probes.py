@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from snrkit.core.precision import wide_dtype
+from snrkit.core.threefry import rolled
 
 Sampler = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
 """`sampler(key, shape, dtype)`: an array of `shape` with iid probe entries."""
@@ -184,9 +185,10 @@ def _rademacher(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax
     # 32 signs from each random 32-bit word (entry j, in C order, is bit j % 32 of word
     # j // 32): the generator draws 1/32 of the words one sign per word needs, and signs
     # come out at the speed of a shift. Explicit words, not jax.random.rademacher, whose
-    # draws change with the default float dtype (Monte Carlo enables x64).
+    # draws change with the default float dtype (Monte Carlo enables x64). JAX's looped
+    # hash: unrolled, XLA would fuse it into each of a word's 32 signs (core.threefry).
     size = math.prod(shape)
-    words = jax.random.bits(key, (-(-size // _SIGNS_PER_WORD),), jnp.uint32)
+    words = jax.random.bits(rolled(key), (-(-size // _SIGNS_PER_WORD),), jnp.uint32)
     bits = (words[:, None] >> jnp.arange(_SIGNS_PER_WORD, dtype=jnp.uint32)) & 1
     return (1 - 2 * bits.reshape(-1)[:size].astype(dtype)).reshape(shape)
 

@@ -7,6 +7,8 @@
   estimator with `jax.jvp`, cost, description).
 - [`sharding`][snrkit.core.sharding]: samples spread over devices and processes, with
   the results of one device.
+- [`threefry`][snrkit.core.threefry]: JAX's threefry draws, with the hash's rounds
+  unrolled (the same bits, faster on a CPU).
 - [`validation`][snrkit.core.validation], [`tree`][snrkit.core.tree],
   [`precision`][snrkit.core.precision], [`numerics`][snrkit.core.numerics],
   [`io`][snrkit.core.io]: shared checks and plumbing.

@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from snrkit.core.threefry import unrolled
+
 PyTree = Any
 """Any JAX pytree of arrays (a flat array is a pytree with one leaf)."""
 
@@ -138,7 +140,8 @@ def sample_key(key: jax.Array, index: jax.Array | int) -> jax.Array:
     """Key of the `index`-th sample drawn from `key`: `jax.random.fold_in(key, index)`.
 
     Derived with `fold_in` so that sample `i` is the same whatever chunk it is drawn in:
-    a Monte Carlo result depends on (key, num_samples) only.
+    a Monte Carlo result depends on (key, num_samples) only. A threefry key comes back on
+    the [unrolled][snrkit.core.threefry] implementation: the same draws, faster on a CPU.
 
     Args:
         key: the key of the whole draw.
@@ -154,4 +157,4 @@ def sample_key(key: jax.Array, index: jax.Array | int) -> jax.Array:
         >>> bool((k3 == jax.random.key_data(jax.random.fold_in(key, 3))).all())
         True
     """
-    return jax.random.fold_in(key, jnp.asarray(index, dtype=jnp.uint32))
+    return unrolled(jax.random.fold_in(key, jnp.asarray(index, dtype=jnp.uint32)))

@@ -56,6 +56,7 @@ from snrkit.core.streamed import (
     StreamedForm,
     no_streamed_form,
 )
+from snrkit.core.threefry import rolled
 from snrkit.core.tree import PyTree, leaf_sizes
 from snrkit.core.validation import check_int
 from snrkit.families.registry import Family
@@ -110,6 +111,8 @@ class BlockProbeSpec(ProbeSpec):
 
     def draw(self, structure: Structure, key: jax.Array, n: int, dtype: jnp.dtype) -> jax.Array:
         """The `(K, n)` probes of one sample."""
+        if self.num_blocks > 1:  # each entry feeds every block's tangent: JAX's looped hash, written once
+            key = rolled(key)
         return self.probe.sample(key, (self.directions, n), dtype)
 
     def tangent(self, structure: Structure, probes: jax.Array, j: jax.Array | int) -> jax.Array:
