@@ -90,7 +90,7 @@ def _drawn(samples: jax.Array, key: jax.Array, indices: jax.Array) -> jax.Array:
     return samples
 
 
-def fold_alone(law: sk.core.law.Law, key: jax.Array, num: int, chunk: int, fold: str) -> tuple:
+def fold_alone(law: sk.core.law.Law, key: jax.Array, num: int, chunk: int, fold: str) -> tuple[jax.Array, ...]:
     """monte_carlo's step without the draw: one chunk of the law's samples, folded as monte_carlo folds `num` samples."""
     samples = law.sampler(law.sampling_args, key, jnp.arange(chunk, dtype=jnp.uint32))
     with jax.enable_x64(True):
@@ -147,6 +147,8 @@ def compare_generators(n: int, repeats: int) -> None:
     """Print how fast n Gaussian normals are drawn: JAX's threefry key, the same key unrolled, NumPy."""
     key = jax.random.key(0, impl="threefry2x32")
     draw = jax.jit(lambda key: jax.random.normal(key, (n,)))
+    if not bool((draw(key) == draw(unrolled(key))).all()):
+        raise AssertionError("the unrolled key drew other normals than JAX's key")
     t_jax = best_time(lambda: jax.block_until_ready(draw(key)), repeats)
     t_unrolled = best_time(lambda: jax.block_until_ready(draw(unrolled(key))), repeats)
     rng = np.random.default_rng(0)

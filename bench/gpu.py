@@ -19,7 +19,8 @@ What it measures, each against a baseline timed in the same run:
    timings do not depend on the values; MNIST is not on the device machine), printed as
    `bench_cost.py` prints it, with the verdicts on Baydin's and Yao's cost claims;
 3. 10^7 Gaussian normals from JAX's threefry key and from the same key unrolled
-   (`snrkit.core.threefry`; JAX already unrolls the rounds off the CPU, so expect parity);
+   (`snrkit.core.threefry`; JAX already unrolls the rounds off the CPU, so expect parity
+   unless `jax_threefry_gpu_kernel_lowering` is on, when JAX's key uses its own kernel);
 4. the exact `var()` of a 10^9-coordinate gradient against one reduction over it.
 """
 

@@ -101,7 +101,7 @@ def _init_layers(
     return _dense_layers(blocks, tuple(map(tuple, shapes)), tuple(variances), jnp.dtype(dtype))
 
 
-def check_widths(widths: Sequence[int], name: str = "widths") -> tuple[int, ...]:
+def check_widths(widths: Sequence[int] | int, name: str = "widths") -> tuple[int, ...]:
     """The layer widths of an MLP as ints, checked: at least two, each a positive integer.
 
     Args:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import snrkit as sk
+from snrkit.core import threefry
 from snrkit.core.threefry import rolled, threefry2x32, unrolled
 from snrkit.core.tree import sample_key
 
@@ -32,9 +33,10 @@ DRAWS = {
     "uniform float32": lambda k, s: jax.random.uniform(k, s, minval=-3.0, maxval=2.0),
     "bits uint32": lambda k, s: jax.random.bits(k, s, jnp.uint32),
     "bits uint8": lambda k, s: jax.random.bits(k, s, jnp.uint8),
+    "bits uint16": lambda k, s: jax.random.bits(k, s, jnp.uint16),
     "bernoulli": lambda k, s: jax.random.bernoulli(k, 0.3, s),
 }
-SHAPES = [(), (1,), (7,), (3, 1000), (2, 3, 5)]
+SHAPES = [(), (0,), (1,), (7,), (3, 1000), (2, 3, 5), (3, 0)]
 
 
 @pytest.mark.parametrize("draw", DRAWS)
@@ -47,6 +49,28 @@ def test_every_draw_is_jaxs_bit_for_bit(draw, shape):
     np.testing.assert_array_equal(np.asarray(found), np.asarray(expected))
     jitted = jax.jit(lambda k: DRAWS[draw](unrolled(k), shape))(key)
     np.testing.assert_array_equal(np.asarray(jitted), np.asarray(expected))
+
+
+def test_the_unrolled_hash_is_what_draws():
+    # the draw tests above would pass on JAX's own bits too: the unrolled key must not call JAX's hash
+    key = jax.random.key(1)
+    draw = jax.jit(lambda k: jax.random.normal(k, (5,)))
+    assert "threefry2x32" in draw.lower(key).as_text()
+    assert "threefry2x32" not in draw.lower(unrolled(key)).as_text()
+
+
+def test_draws_too_large_to_count_or_of_symbolic_shape_use_jaxs_bits(monkeypatch):
+    key = jax.random.key(6)
+    monkeypatch.setattr(threefry, "MAX_ENTRIES", 16)  # stands for 2**32: the high counter word would be needed
+    draw = jax.jit(lambda k: jax.random.normal(k, (20,)))
+    assert "threefry2x32" in draw.lower(unrolled(key)).as_text()
+    np.testing.assert_array_equal(np.asarray(draw(unrolled(key))), np.asarray(draw(key)))
+    monkeypatch.undo()
+    # jax.export with a symbolic dimension: no size to count to, so JAX's bits, and no error
+    shape = jax.ShapeDtypeStruct(jax.export.symbolic_shape("n"), jnp.float32)
+    exported = jax.export.export(jax.jit(lambda k, x: jax.random.normal(unrolled(k), x.shape)))(key, shape)
+    np.testing.assert_array_equal(np.asarray(exported.call(key, jnp.zeros(9))),
+                                  np.asarray(jax.random.normal(key, (9,))))
 
 
 def test_float64_draws_use_64_bit_words_like_jax():
@@ -85,11 +109,16 @@ def test_raw_keys_are_read_as_threefry_and_other_implementations_left_alone():
                                   np.asarray(jax.random.bits(typed, (9,))))
 
 
-@pytest.mark.parametrize("probe", ["gaussian", "rademacher", "uniform"])
-def test_the_probes_of_a_sample_are_those_of_its_folded_jax_key(probe):
+@pytest.mark.parametrize(
+    "estimator",
+    [sk.ForwardGradient("gaussian", directions=2), sk.ForwardGradient("rademacher"), sk.ForwardGradient("uniform"),
+     sk.Partitioned(2, probe="gaussian"), sk.OrthogonalFrames(2)],
+    ids=str,
+)
+def test_the_probes_of_a_sample_are_those_of_its_folded_jax_key(estimator):
     # what sample_key promises: the probes of sample i are drawn from fold_in(key, i), whatever the implementation
     grad = jnp.arange(1.0, 12.0)
-    spec = sk.ForwardGradient(probe, directions=2).given(grad).sampler
+    spec = estimator.given(grad).sampler
     key = jax.random.key(17)
     for index in (0, 5):
         found = spec.draw({}, sample_key(key, index), grad.size, grad.dtype)

@@ -4,15 +4,18 @@ JAX draws from a `threefry2x32` key by hashing counters with Threefry-2x32 (20 r
 Salmon, Moraes, Dror and Shaw 2011, "Parallel random numbers: as easy as 1, 2, 3",
 SC '11). On a CPU, JAX lowers the 20 rounds as a loop of five steps, and XLA writes
 every step's two arrays of words to memory. Unrolled, the rounds fuse into one loop
-over the counters. On a 2-core AMD EPYC this drew $2^{22}$ Gaussian normals 4.4 times
-faster (431 against 97 million a second); elsewhere JAX already unrolls them.
+over the counters. On a 2-core AMD EPYC this drew $10^7$ Gaussian normals 3.1 to 3.4
+times faster (about 300 against 90 million a second; the Benchmarks page, "A faster
+Gaussian"); elsewhere JAX already unrolls them.
 
 [`unrolled`][snrkit.core.threefry.unrolled] gives a threefry key on an implementation
 whose random bits are computed this way, bit for bit those of JAX's threefry. Only the
-bits differ in code: `split`, `fold_in` and `seed` are JAX's own. So every draw
-(`jax.random.normal`, `uniform`, `bits`, …) from the key gives the same values as from
-the original key. Where JAX would not split the bits into a partitionable counter
-(`jax_threefry_partitionable` off, or $2^{32}$ words or more), JAX's own bits are used.
+bits differ in code: `split`, `fold_in` and `seed` are JAX's own. So a draw from the key
+(`jax.random.normal`, `uniform`, `bits`, `bernoulli`, … all go through these bits) gives
+the same values as from the original key. JAX's own bits are used where JAX would not
+count entries with partitionable counters (`jax_threefry_partitionable` off, or
+$2^{32}$ entries or more), and for shapes that are not plain integers (`jax.export`'s
+symbolic dimensions).
 [`sample_key`][snrkit.core.tree.sample_key] hands such keys to every family's draw.
 
 Fused, the hash is computed once per element of whatever consumes the bits. Where one
@@ -32,6 +35,7 @@ Examples:
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 
 import jax
 import jax.extend.random as jax_random
@@ -83,11 +87,16 @@ def threefry2x32(key: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Arra
     return x0, x1
 
 
+MAX_ENTRIES = 1 << 32
+"""The most entries one unrolled draw counts; JAX's counter needs its high word past them."""
+
+
 def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
     """What JAX's threefry `random_bits` returns, hashed by the unrolled `threefry2x32`."""
-    size = math.prod(shape)
-    if not jax.config.jax_threefry_partitionable or size >= 1 << 32:
+    concrete = all(isinstance(d, int) for d in shape)  # symbolic dimensions have no size to count to
+    if not (concrete and jax.config.jax_threefry_partitionable and math.prod(shape) < MAX_ENTRIES):
         return _JAX_THREEFRY.random_bits(key, bit_width, shape)
+    size = math.prod(shape)
     # JAX's partitionable counter of entry i (C order) is the pair (i >> 32, i & 0xffffffff)
     low = jax.lax.iota(jnp.uint32, size).reshape(shape)
     high, low = threefry2x32(key, jnp.zeros(shape, jnp.uint32), low)
@@ -141,7 +150,7 @@ def rolled(key: jax.Array) -> jax.Array:
     return _moved(key, UNROLLED_THREEFRY, _JAX_THREEFRY.name)
 
 
-def _moved(key: jax.Array, source: object, target: object) -> jax.Array:
+def _moved(key: jax.Array, source: str | Hashable, target: str | Hashable) -> jax.Array:
     """`key`'s data on implementation `target` when `key` is on `source` (a raw key is on JAX's default)."""
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     implementation = jax.random.key_impl(key) if typed else jax.config.jax_default_prng_impl

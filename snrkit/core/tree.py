@@ -148,7 +148,9 @@ def sample_key(key: jax.Array, index: jax.Array | int) -> jax.Array:
         index: the sample's index.
 
     Returns:
-        The key of that sample.
+        The key of that sample, a typed key: a threefry key (typed, or raw `uint32`) comes
+        back on the unrolled implementation, whose draws are JAX's but whose type is not
+        JAX's threefry key (do not mix the two in one array, `lax.cond` or `scan` carry).
 
     Examples:
         >>> import jax
