@@ -94,9 +94,9 @@ MAX_ENTRIES = 1 << 32
 def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
     """What JAX's threefry `random_bits` returns, hashed by the unrolled `threefry2x32`."""
     concrete = all(isinstance(d, int) for d in shape)  # symbolic dimensions have no size to count to
-    if not (concrete and jax.config.jax_threefry_partitionable and math.prod(shape) < MAX_ENTRIES):
+    size = math.prod(shape) if concrete else MAX_ENTRIES
+    if not jax.config.jax_threefry_partitionable or size >= MAX_ENTRIES:
         return _JAX_THREEFRY.random_bits(key, bit_width, shape)
-    size = math.prod(shape)
     # JAX's partitionable counter of entry i (C order) is the pair (i >> 32, i & 0xffffffff)
     low = jax.lax.iota(jnp.uint32, size).reshape(shape)
     high, low = threefry2x32(key, jnp.zeros(shape, jnp.uint32), low)
