@@ -58,6 +58,40 @@ def test_problem_provides_what_it_can_compute(mlp_problem):
     np.testing.assert_allclose(layers[1].inputs, jax.nn.relu(layers[0].preactivations), rtol=1e-6)
 
 
+def _flagged_loss(w: jax.Array, x: jax.Array, y: jax.Array, train: bool, mode: str) -> jax.Array:
+    """A loss that branches in Python on a flag and a mode string, as training code does."""
+    h = jnp.tanh(x @ w)
+    if train:
+        h = 0.5 * h
+    error = h - y
+    return jnp.mean(jnp.abs(error)) if mode == "l1" else jnp.mean(error**2)
+
+
+@pytest.mark.parametrize("train, mode", [(True, "l2"), (False, "l1")])
+def test_a_loss_may_branch_on_python_arguments(train, mode):
+    """Arguments that are not arrays reach the loss untraced, in every path that traces it, and are not ignored."""
+    w = jnp.array([0.3, -0.2, 0.5])
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((6, 3)), jnp.float32)
+    y = jnp.linspace(-0.5, 0.5, 6)
+    problem = Problem(_flagged_loss, w, x, y, train, mode)
+    expected = jax.grad(lambda w: _flagged_loss(w, x, y, train, mode))(w)
+    np.testing.assert_allclose(problem.gradient(), expected, rtol=1e-6)
+    other = jax.grad(lambda w: _flagged_loss(w, x, y, not train, mode))(w)
+    assert not np.allclose(expected, other)  # the flag matters, so a dropped flag would fail above
+    # per-example gradients over the array arguments; the flags are the same for every example
+    per_example = problem.per_example_gradients()
+    assert per_example.shape == (6, 3)
+    np.testing.assert_allclose(
+        per_example[2], jax.grad(lambda w: _flagged_loss(w, x[2:3], y[2:3], train, mode))(w), rtol=1e-6
+    )
+    # the real estimator, one estimate and a vectorised batch, is the law's sample for the same key
+    est, key = sk.ForwardGradient(directions=2), pinned_key(5)
+    samples = est.given(expected).sample(key, 3)
+    np.testing.assert_allclose(est.estimate(key, _flagged_loss, w, x, y, train, mode), samples[0], rtol=1e-5)
+    real = est.estimates(key, 3, _flagged_loss, w, x, y, train, mode, batch_size=2)
+    np.testing.assert_allclose(real, samples, rtol=1e-5, atol=1e-7)
+
+
 def test_a_gradient_only_problem_provides_only_the_gradient():
     problem = GradientProblem({"w": jnp.array([3.0, 4.0])}, state={"stale_gradient": {"w": jnp.ones(2)}})
     assert problem.provides == {"gradient", "state"}

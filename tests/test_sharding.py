@@ -73,17 +73,17 @@ def compute(devices: list[jax.Device] | None, *, mlp_estimates: bool = True) -> 
         _check_split(real, devices)
         leaves = jax.tree_util.tree_leaves(real)
         out["estimates"] = np.concatenate([np.asarray(leaf).reshape(48, -1) for leaf in leaves], axis=1)
-    # a bare array and a loss whose JVP multiplies the (per-device) tangent by a shared value;
-    # 8 blocks of 6, no remainder
+    # a bare array and a loss whose JVP multiplies the (per-device) tangent by a shared value,
+    # and which branches on a Python flag (never traced, also under shard_map); 8 blocks of 6
     w, x = jnp.linspace(-1.0, 1.0, 50), jnp.ones((8, 50))
-    bare = sk.Partitioned(blocks=2).estimates(_key(4), 48, _tanh_loss, w, x, batch_size=6, devices=devices)
+    bare = sk.Partitioned(blocks=2).estimates(_key(4), 48, _tanh_loss, w, x, True, batch_size=6, devices=devices)
     _check_split(bare, devices)
     out["estimates/bare"] = gather(bare)  # every process reads every estimate
     return out
 
 
-def _tanh_loss(w: jax.Array, x: jax.Array) -> jax.Array:
-    return jnp.sum(jnp.tanh(x @ w))
+def _tanh_loss(w: jax.Array, x: jax.Array, squash: bool) -> jax.Array:
+    return jnp.sum(jnp.tanh(x @ w) if squash else x @ w)
 
 
 def _check_split(tree: object, devices: list[jax.Device] | None) -> None:

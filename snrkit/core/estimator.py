@@ -41,7 +41,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from snrkit.core.law import Law
-from snrkit.core.problem import Problem, ProblemBase, as_problem
+from snrkit.core.problem import Problem, ProblemBase, as_problem, bind_static
 from snrkit.core.sharding import (
     AXIS,
     Devices,
@@ -263,7 +263,8 @@ class Estimator(ABC):
             key: a JAX key; it fixes the probes.
             loss_fn: `loss_fn(params, *args)` returns a scalar.
             params: the point to differentiate at, a pytree of float arrays.
-            *args: further arguments of `loss_fn` (data, labels), not differentiated.
+            *args: further arguments of `loss_fn` (data, labels), not differentiated;
+                those that are not arrays (a flag, a mode string) reach it untraced.
             state: values kept between training steps that the family reads (e.g. the
                 `"stale_gradient"` of a prior built by a function of the problem).
 
@@ -301,7 +302,8 @@ class Estimator(ABC):
             key: a JAX key; it fixes the probes.
             loss_fn: `loss_fn(params, *args)` returns a scalar.
             params: the point to differentiate at, a pytree of float arrays.
-            *args: further arguments of `loss_fn` (data, labels), not differentiated.
+            *args: further arguments of `loss_fn` (data, labels), not differentiated;
+                those that are not arrays (a flag, a mode string) reach it untraced.
             state: values kept between training steps that the family reads.
 
         Returns:
@@ -347,7 +349,8 @@ class Estimator(ABC):
             num: number of estimates.
             loss_fn: `loss_fn(params, *args)` returns a scalar.
             params: the point to differentiate at, a pytree of float arrays.
-            *args: further arguments of `loss_fn` (data, labels), not differentiated.
+            *args: further arguments of `loss_fn` (data, labels), not differentiated;
+                those that are not arrays (a flag, a mode string) reach it untraced.
             batch_size: estimates computed together (`jax.lax.map`'s `batch_size`).
             state: values kept between training steps that the family reads.
             devices: the devices to spread the estimates over, e.g. `jax.devices()[:1]`;
@@ -388,6 +391,7 @@ class Estimator(ABC):
         num, batch_size = check_int(num, "num"), check_int(batch_size, "batch_size")
         devices = check_devices(devices)
         plan = self._plan(Problem(loss_fn, params, *args, state=state))
+        loss_fn, args = bind_static(loss_fn, args)  # shard_map traces what it is passed: only the arrays
         width = min(batch_size, num)
         traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((key, params, args)))
         if len(devices) > 1 and num // width >= 2 and not traced:

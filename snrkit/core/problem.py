@@ -206,8 +206,10 @@ class Problem(ProblemBase):
     Args:
         loss_fn: `loss_fn(params, *args)` returns a scalar (the mean loss of a batch).
         params: the point to differentiate at, a pytree of float arrays.
-        *args: further arguments of `loss_fn` (data, labels), not differentiated. When
-            every one has the same leading axis, it is read as the example axis and
+        *args: further arguments of `loss_fn` (data, labels), not differentiated. Those
+            that are not arrays (a Python flag such as `train=True`, a mode string) reach
+            `loss_fn` as they are, never traced, so it may branch on them. When every
+            array argument has the same leading axis, it is read as the example axis and
             per-example gradients are available (each example as a batch of one).
         network: a [`Network`][snrkit.nets.Network] whose `loss` is `loss_fn`; when it
             exposes its dense layers, `layers()` is available (its first argument is the input).
@@ -260,7 +262,9 @@ class Problem(ProblemBase):
                 )
             self._cache["gradient"] = gradient
         provides = {"gradient", "loss", "hvp"}
-        if self.args and len({np.shape(a)[0] if np.ndim(a) else None for a in self.args}) == 1 and np.ndim(self.args[0]):
+        self._traceable = bind_static(loss_fn, self.args)  # what vmap may trace: the array arguments only
+        data = self._traceable[1]
+        if data and len({np.shape(a)[0] if np.ndim(a) else None for a in data}) == 1 and np.ndim(data[0]):
             provides.add("per_example_gradients")
         if network is not None and network.layers is not None and self.args:
             provides.add("layers")
@@ -347,10 +351,12 @@ class Problem(ProblemBase):
         if "per_example_gradients" not in self.provides:
             raise self._cannot("per_example_gradients")
 
-        def one(*example: Any) -> PyTree:
-            return jax.grad(self.loss_fn)(self.params, *(e[None] for e in example))
+        loss, data = self._traceable
 
-        return self._cached("per_example_gradients", lambda: jax.vmap(one)(*self.args))
+        def one(*example: Any) -> PyTree:
+            return jax.grad(loss)(self.params, *(e[None] for e in example))
+
+        return self._cached("per_example_gradients", lambda: jax.vmap(one)(*data))
 
     def layers(self) -> tuple[DenseLayer, ...]:
         """Each dense layer's inputs, pre-activations and weights, from the network's forward pass."""
@@ -388,7 +394,8 @@ def check_loss(loss_fn: Any, params: PyTree, args: tuple) -> None:
     """
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be a function loss_fn(params, *args) -> scalar, got {type(loss_fn).__name__}")
-    out = jax.eval_shape(loss_fn, params, *args)
+    loss, arrays = bind_static(loss_fn, args)
+    out = jax.eval_shape(loss, params, *arrays)
     if out is None:
         raise TypeError("loss_fn returned None; it must return the loss, a real scalar (did you forget `return`?)")
     if isinstance(out, tuple | list | dict):
@@ -406,6 +413,37 @@ def check_loss(loss_fn: Any, params: PyTree, args: tuple) -> None:
         raise TypeError(
             f"loss_fn must return a scalar (the loss to differentiate), got shape {out.shape}; reduce it, e.g. with jnp.mean"
         )
+
+
+def bind_static(loss_fn: Callable[..., Any], args: tuple) -> tuple[Callable[..., Any], tuple]:
+    """`(loss, arrays)`: `loss_fn` with the arguments that are not arrays held fixed, and the array ones.
+
+    JAX traces what it compiles, maps or shards, and a traced value cannot steer Python:
+    a loss that branches on a flag (`if train:`), a mode string or a Python number must
+    see that value itself. So every leaf of `args` that is not an array (a Python `bool`,
+    `int`, `float`, `str`, `None`, ...) is bound into the returned loss, and only the
+    arrays are passed on; `loss(params, *arrays)` equals `loss_fn(params, *args)`.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from snrkit.core.problem import bind_static
+        >>> def loss_fn(w, x, train):
+        ...     return jnp.sum(w * x) * (0.5 if train else 1.0)
+        >>> loss, arrays = bind_static(loss_fn, (jnp.ones(2), True))
+        >>> len(arrays), float(loss(jnp.ones(2), *arrays))
+        (1, 1.0)
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    is_array = [isinstance(leaf, jax.Array | np.ndarray | np.generic) for leaf in leaves]
+    if all(is_array):
+        return loss_fn, tuple(args)
+
+    def loss(params: PyTree, *arrays: Any) -> Any:
+        given = iter(arrays)
+        full = [next(given) if array else leaf for leaf, array in zip(leaves, is_array, strict=True)]
+        return loss_fn(params, *jax.tree_util.tree_unflatten(treedef, full))
+
+    return loss, tuple(leaf for leaf, array in zip(leaves, is_array, strict=True) if array)
 
 
 def as_problem(problem_or_grad: Any) -> ProblemBase:
