@@ -14,7 +14,7 @@ method and batch size, and returns a tidy frame, one row per method and batch si
 - **$K$ directions, sequential**: $K$ separate one-direction JVP passes, each with its own
   primal, averaged ([`sequential_estimate`][snrkit.cost.sequential_estimate]): what not
   sharing the primal costs;
-- **every registered family** at its registry `sweep` settings
+- **every registered family** at its registry `sweep` and `timed` settings
   ([`snrkit.families.FAMILIES`][snrkit.families.FAMILIES]).
 
 **Time.** Each step is compiled first (compile time recorded apart, never in the
@@ -47,7 +47,9 @@ relative to backprop. Backprop's gradient is exact: no SNR, no efficiency (NaN).
 Families that need more of the problem than the loss, parameters and data provide
 (`Family.needs`, e.g. a `"state"` of values kept between steps) get it from `state=`; a
 family whose needs the problem cannot meet gets a row with NaN measurements and the reason
-in `note`.
+in `note`. Without `state=`, every step carries the state a training loop would:
+`"stale_gradient"`, the gradient at the same parameters on the next batch of the data
+([`stale_state`][snrkit.cost.stale_state]), what a prior is built from.
 
 Examples:
     >>> from snrkit import cost
@@ -218,8 +220,8 @@ def default_methods(directions: Sequence[int] = (4,), *, forward_gradient: bool 
     Args:
         directions: the $K$ of the vectorised and sequential rows (each at least 2).
         forward_gradient: include the forward gradient with $K = 1$ (both probes).
-        families: include every registered family's `sweep` settings (those not already
-            listed under the same label).
+        families: include every registered family's `sweep` and `timed` settings (those
+            not already listed under the same label).
 
     Returns:
         The methods, backprop first, names unique.
@@ -236,7 +238,7 @@ def default_methods(directions: Sequence[int] = (4,), *, forward_gradient: bool 
     for k in directions:
         methods += [Method.of(ForwardGradient(directions=check_int(k, "directions", minimum=2))), Method.sequential(k)]
     if families:
-        methods += [Method.of(est) for row in FAMILIES.values() for est in row.sweep]
+        methods += [Method.of(est) for row in FAMILIES.values() for est in (*row.sweep, *row.timed)]
     unique: dict[str, Method] = {}
     for method in methods:
         unique.setdefault(method.name, method)
@@ -363,8 +365,8 @@ def median_interval(values: Any, confidence: float = 0.95) -> tuple[float, float
     return float(np.median(data)), float(data[k - 1]), float(data[r - k])
 
 
-def batch_of(data: Dataset, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `batch_size` examples of `data` (flattened), cycling through it when it has fewer.
+def batch_of(data: Dataset, batch_size: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`batch_size` examples of `data` (flattened) from example `start` on, cycling through it when it has fewer.
 
     Examples:
         >>> from snrkit.cost import batch_of
@@ -373,8 +375,33 @@ def batch_of(data: Dataset, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         >>> x.shape, bool((y[:1797] == y[1797:3594]).all())
         ((4096, 64), True)
     """
-    rows = np.arange(batch_size) % data.num_examples
+    rows = (start + np.arange(batch_size)) % data.num_examples
     return np.asarray(data.flat()[rows], np.float32), np.asarray(data.labels[rows])
+
+
+def stale_state(network: nets.Network, params: PyTree, data: Dataset, batch_size: int) -> dict[str, PyTree]:
+    """The state a training step carries by default: `{"stale_gradient": ...}`, read by priors.
+
+    In a training loop the stale gradient is an earlier step's, on an earlier batch. Here
+    every timed call steps from the same parameters, so it is the gradient at those
+    parameters on the *next* `batch_size` examples ([`batch_of`][snrkit.cost.batch_of]
+    from example `batch_size` on): another batch's view of the same point, a belief that
+    is close to the batch's gradient but not equal to it (an equal one would make a prior
+    an oracle and its SNR per unit of cost meaningless).
+
+    Examples:
+        >>> import jax
+        >>> from snrkit import nets
+        >>> from snrkit.cost import stale_state
+        >>> from snrkit.data import load_digits
+        >>> net = nets.mlp((64, 8, 10))
+        >>> params = net.init(jax.random.key(0))
+        >>> state = stale_state(net, params, load_digits(), 32)
+        >>> state["stale_gradient"][0]["w"].shape
+        (64, 8)
+    """
+    x, y = batch_of(data, batch_size, start=batch_size)
+    return {"stale_gradient": jax.grad(network.loss)(params, jnp.asarray(x), jnp.asarray(y))}
 
 
 def _network(model: nets.Network | Sequence[int]) -> tuple[nets.Network, tuple[int, ...] | None]:
@@ -490,7 +517,8 @@ def cost_table(
         optimizer: a name of [`OPTIMIZERS`][snrkit.cost.OPTIMIZERS].
         learning_rate: the optimizer's learning rate.
         seed: seed of the initialisation and of the probes.
-        state: values kept between training steps, for families that need `"state"`.
+        state: values kept between training steps, for families that need `"state"`;
+            by default `stale_state(...)` of each batch size.
         isolate: measure the peak RSS of each configuration in a fresh process (slower).
         out_csv: where to write the frame (atomically), or `None`.
         on_progress: `on_progress(stage, done, total)`.
@@ -560,8 +588,9 @@ def cost_table(
     report("cost", 0, total)
     for b_index, batch in enumerate(sizes):
         x, y = batch_of(data, batch)
-        args = (params, tx.init(params), jax.random.key(seed), jnp.asarray(x), jnp.asarray(y), state)
-        problem = Problem(network.loss, params, args[3], args[4], network=network, state=state)
+        carried = stale_state(network, params, data, batch) if state is None else state
+        args = (params, tx.init(params), jax.random.key(seed), jnp.asarray(x), jnp.asarray(y), carried)
+        problem = Problem(network.loss, params, args[3], args[4], network=network, state=carried)
         ready: list[_Compiled] = []
         skipped: dict[str, str] = {}
         for m_index, method in enumerate(methods):
@@ -575,7 +604,7 @@ def cost_table(
             entry = _compile(method, network.loss, tx, args, problem)
             if isolate:
                 entry.rss = _isolated_rss(widths, method, x, y, optimizer=optimizer, learning_rate=learning_rate,
-                                          seed=seed, state=state)
+                                          seed=seed, state=carried)
             ready.append(entry)
         times = _time_round_robin(ready, args, repeats, seed, lambda d, b=batch: report(f"batch {b}: timing", d, repeats))
         base = times[BACKPROP]
@@ -714,5 +743,6 @@ __all__ = [
     "median_interval",
     "read_cost_csv",
     "sequential_estimate",
+    "stale_state",
     "training_step",
 ]

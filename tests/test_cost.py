@@ -24,6 +24,7 @@ import snrkit as sk
 from snrkit import cost, nets, plots
 from snrkit.claims import costs
 from snrkit.cli import app
+from snrkit.core.tree import ravel_host
 from snrkit.data import load_digits
 
 WIDTHS = (64, 8, 10)
@@ -133,13 +134,27 @@ class NeedsState(sk.ForwardGradient):
 
 def test_a_family_whose_needs_are_not_met_gets_a_row_that_says_why():
     methods = [cost.Method.backprop(), cost.Method.of(NeedsState())]
-    table = cost.cost_table(WIDTHS, load_digits(), [8], methods=methods, repeats=6)
+    table = cost.cost_table(WIDTHS, load_digits(), [8], methods=methods, repeats=6, state={})
     row = table.set_index("method").loc["NeedsState"]
     assert row["note"].startswith("skipped: NeedsState needs state") and "state=" in row["note"]
     assert row["repeats"] == 0 and math.isnan(row["time per step, median [ms]"])
-    # given the state it needs, it is timed like any other
-    table = cost.cost_table(WIDTHS, load_digits(), [8], methods=methods, repeats=6, state={"anything": 1.0})
-    assert table.set_index("method").loc["NeedsState", "repeats"] == 6
+    # given the state it needs, or by default the stale gradient, it is timed like any other
+    for state in ({"anything": 1.0}, None):
+        table = cost.cost_table(WIDTHS, load_digits(), [8], methods=methods, repeats=6, state=state)
+        assert table.set_index("method").loc["NeedsState", "repeats"] == 6
+
+
+def test_the_default_state_is_the_gradient_on_the_next_batch():
+    """Not the batch's own gradient (that would make a prior an oracle), but the same point's on the next examples."""
+    net, digits = nets.mlp(WIDTHS), load_digits()
+    params = net.init(jax.random.key(0))
+    stale = cost.stale_state(net, params, digits, 16)["stale_gradient"]
+    x, y = (jnp.asarray(a) for a in cost.batch_of(digits, 16, start=16))
+    np.testing.assert_allclose(ravel_host(stale), ravel_host(jax.grad(net.loss)(params, x, y)),
+                               rtol=1e-6)
+    x0, y0 = (jnp.asarray(a) for a in cost.batch_of(digits, 16))
+    assert not np.allclose(ravel_host(stale), ravel_host(jax.grad(net.loss)(params, x0, y0)))
+    np.testing.assert_array_equal(cost.batch_of(digits, 16, start=16)[1], digits.labels[16:32])
 
 
 def test_backprop_is_added_when_missing():
@@ -454,7 +469,8 @@ def test_every_registered_family_is_timed():
     table = cost.cost_table(WIDTHS, load_digits(), [8], repeats=6)
     from snrkit.families import FAMILIES
 
-    labels = {est.label for row in FAMILIES.values() for est in row.sweep}
+    labels = {est.label for row in FAMILIES.values() for est in (*row.sweep, *row.timed)}
+    assert set(FAMILIES) == {table.set_index("method").loc[label, "family"] for label in labels}  # every family
     assert labels <= set(table["method"])
     assert (table["repeats"] == 6).all()
     biased = table[table["note"] == "biased: efficiency only"]

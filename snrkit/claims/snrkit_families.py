@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from snrkit.claims.records import Claim
-from snrkit.families.covariance import CovarianceProbe
+from snrkit.families.covariance import CovarianceProbe, stale_gradient
 from snrkit.families.orthogonal import OrthogonalFrames
 
 K = 4
@@ -19,11 +19,7 @@ CONFIDENCE = 0.5
 """ρ of the prior probe: directions off the stale gradient are damped to 1 − ρ."""
 
 
-def _stale_prior(problem):
-    return problem.state_value("stale_gradient")
-
-
-PRIOR = CovarianceProbe.prior(_stale_prior, confidence=CONFIDENCE)
+PRIOR = CovarianceProbe.prior(stale_gradient, confidence=CONFIDENCE)
 """A Gaussian probe of covariance (1 − ρ)I + ρ b̂b̂ᵀ, b the gradient of 10 training steps earlier."""
 
 CLAIMS = (

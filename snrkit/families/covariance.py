@@ -56,7 +56,7 @@ from snrkit.core.precision import wide_dtype
 from snrkit.core.problem import ProblemBase
 from snrkit.core.spec import ProbeSpec, Structure
 from snrkit.core.streamed import no_streamed_form
-from snrkit.core.tree import PyTree, ravel_host
+from snrkit.core.tree import PyTree, ravel, ravel_host
 from snrkit.core.validation import check_int
 from snrkit.families.registry import Family
 
@@ -425,12 +425,17 @@ class CovarianceProbe(Estimator):
         factor = jsonable(self.factor.array if isinstance(self.factor, Factor) else self.factor)
         return {"factor": factor, "directions": self.directions, "isotropic": float(self.isotropic), "whiten": self.whiten}
 
-    def _factor_for(self, problem: ProblemBase) -> np.ndarray:
+    def _factor_for(self, problem: ProblemBase) -> np.ndarray | jax.Array:
         n = problem.num_coordinates
         if isinstance(self.factor, Factor):
             values, where = self.factor.array, "factor"
         else:
-            values, where = Factor(self.factor(problem)).array, f"the factor built by {jsonable(self.factor)}"
+            built, where = self.factor(problem), f"the factor built by {jsonable(self.factor)}"
+            # under the caller's jit (a training step whose state holds a stale gradient) the
+            # factor is traced: its values cannot be checked here, only its shape
+            values = built if _traced(built) else Factor(built).array
+            if values.ndim != 2:
+                raise ValueError(f"{where} has shape {values.shape}; it must be (n, r), one row per coordinate")
         if values.shape[0] != n:
             raise ValueError(
                 f"{where} has {values.shape[0]} rows but the gradient has {n} coordinates; give one row per coordinate "
@@ -446,7 +451,7 @@ class CovarianceProbe(Estimator):
         dtype = wide_dtype(problem.dtype)
         structure: dict[str, Any] = {"factor": jnp.asarray(factor, dtype), "isotropic": jnp.asarray(s, dtype)}
         if self.whiten:
-            structure.update(_whitening(factor.astype(np.float64), s, dtype))
+            structure.update(_traced_whitening(factor, s, dtype) if _traced(factor) else _whitening(factor, s, dtype))
         return GaussianFactorSpec(self.directions, rank, s > 0, self.whiten), structure
 
     def _law(self, problem: ProblemBase) -> GaussianFactorLaw:
@@ -480,8 +485,24 @@ class CovarianceProbe(Estimator):
         return Cost(jvps=self.directions, memory=self.directions * width / n + 1.0)
 
 
+def _traced(values: Any) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(values))
+
+
+def _traced_whitening(factor: jax.Array, s: float, dtype: Any) -> dict[str, jax.Array]:
+    """`_whitening` of a factor traced under jit: $(s^2I + U^\top U)^{-1}$, which $s > 0$ keeps invertible."""
+    if s == 0:
+        raise ValueError(
+            "whiten=True with isotropic=0 needs a factor of full rank n, which a factor computed under jax.jit "
+            "cannot be checked for; add an isotropic part (isotropic > 0), or build the estimator outside jit"
+        )
+    u = factor.astype(dtype)
+    return {"inverse_core": jnp.linalg.inv(s * s * jnp.eye(u.shape[1], dtype=dtype) + u.T @ u)}
+
+
 def _whitening(factor: np.ndarray, s: float, dtype: Any) -> dict[str, jax.Array]:
     """The arrays that apply Σ⁻¹, or a clear error when Σ is singular (no unbiased variant exists)."""
+    factor = factor.astype(np.float64)
     n, rank = factor.shape
     if s > 0:
         core = np.linalg.inv(s * s * np.eye(rank) + factor.T @ factor)
@@ -497,6 +518,23 @@ def _whitening(factor: np.ndarray, s: float, dtype: Any) -> dict[str, jax.Array]
     return {"read_factor": jnp.asarray(read, dtype)}
 
 
+def stale_gradient(problem: ProblemBase) -> PyTree:
+    """The belief of a prior from a training loop: the `"stale_gradient"` a problem carries as its state.
+
+    A clear error names the missing state when the problem carries none.
+
+    Examples:
+        >>> import jax.numpy as jnp, snrkit as sk
+        >>> from snrkit.families.covariance import stale_gradient
+        >>> problem = sk.GradientProblem(
+        ...     jnp.ones(2), state={"stale_gradient": jnp.array([1.0, 0.0])}
+        ... )
+        >>> stale_gradient(problem).tolist()
+        [1.0, 0.0]
+    """
+    return problem.state_value("stale_gradient")
+
+
 class _PriorFactor:
     """The factor √ρ b̂ of a prior, from a fixed belief or a function of the problem (named for labels)."""
 
@@ -504,8 +542,11 @@ class _PriorFactor:
         self.belief, self.confidence = belief, confidence
         self.__qualname__ = f"prior(confidence={confidence:g})"
 
-    def __call__(self, problem: ProblemBase | None) -> np.ndarray:
+    def __call__(self, problem: ProblemBase | None) -> np.ndarray | jax.Array:
         belief = self.belief(problem) if callable(self.belief) else self.belief
+        if _traced(belief):  # under jit: a zero or non-finite belief gives NaN probes, seen in the estimate
+            flat = ravel(belief)[0]
+            return (math.sqrt(self.confidence) * flat / jnp.linalg.norm(flat))[:, None]
         flat = ravel_host(belief)
         norm = float(np.linalg.norm(flat))
         if not (math.isfinite(norm) and norm > 0):
@@ -531,8 +572,9 @@ FAMILIES = (
         source="Frye (2022), commentary (sample from a prior); snrkit",
         docs="families/covariance-probes.md",
         order=20,
+        timed=(CovarianceProbe.prior(stale_gradient, confidence=0.5),),
     ),
 )
 """The registry row of this module."""
 
-__all__ = ["CovarianceProbe", "GaussianFactorLaw", "GaussianFactorSpec", "Factor", "FAMILIES"]
+__all__ = ["CovarianceProbe", "GaussianFactorLaw", "GaussianFactorSpec", "Factor", "FAMILIES", "stale_gradient"]

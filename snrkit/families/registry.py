@@ -27,6 +27,9 @@ class Family:
         docs: the docs page of the family, relative to `docs/`.
         order: position in listings and in the default SNR sweep.
         sweep: settings the default SNR sweep evaluates ([snrkit.sweeps.SWEEP_ESTIMATORS][]).
+        timed: settings [`snrkit cost`][snrkit.cost.default_methods] times besides the
+            `sweep`'s: those that read a state the SNR sweep's problems do not carry (a
+            prior built from the stale gradient of a training loop).
 
     Examples:
         >>> from snrkit.families import FAMILIES
@@ -46,6 +49,7 @@ class Family:
     docs: str
     order: int = 100
     sweep: tuple[Any, ...] = field(default=(), repr=False)
+    timed: tuple[Any, ...] = field(default=(), repr=False)
 
     @property
     def needs(self) -> frozenset[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -180,3 +181,44 @@ def test_the_real_estimator_reads_the_state_a_factor_needs():
     np.testing.assert_allclose(np.asarray(real), sampled, rtol=0, atol=1e-5 * float(np.abs(sampled).max()) + 1e-6)
     with pytest.raises(ValueError, match="carries no state 'stale_gradient'"):
         est.estimate(pinned_key(70), loss_fn, w, x)
+
+
+@pytest.mark.parametrize("whiten", [False, True])
+def test_a_prior_from_the_state_works_inside_a_jitted_training_step(whiten):
+    """Under the caller's jax.jit the stale gradient is traced: the estimate is the law's sample all the same
+    (the prior's direction and, whitened, (s²I + UᵀU)⁻¹ computed by JAX instead of NumPy), and the
+    step really trains: one SGD step along the estimate lowers a convex loss."""
+    def loss_fn(w, x):
+        return jnp.sum((x @ w) ** 2)
+
+    w, x = jnp.array([0.5, -1.0, 0.2]), jnp.array([[1.0, 2.0, 0.0], [0.0, 1.0, 3.0]])
+    stale = jnp.array([1.0, -3.0, 2.0])
+    est = sk.CovarianceProbe.prior(lambda problem: problem.state_value("stale_gradient"), confidence=0.7,
+                                   whiten=whiten)
+
+    @jax.jit
+    def step(key, w, stale):
+        return est.estimate(key, loss_fn, w, x, state={"stale_gradient": stale})
+
+    problem = sk.Problem(loss_fn, w, x, state={"stale_gradient": stale})
+    sampled = np.asarray(est.given(problem).sample(pinned_key(71), 1)[0])
+    jitted = np.asarray(step(pinned_key(71), w, stale))
+    np.testing.assert_allclose(jitted, sampled, rtol=0, atol=1e-5 * float(np.abs(sampled).max()) + 1e-6)
+    other = np.asarray(step(pinned_key(71), w, stale[::-1]))  # the traced state is read, not baked in
+    assert not np.allclose(other, jitted)
+
+
+def test_a_factor_traced_under_jit_is_checked_for_what_can_be_checked():
+    """Shapes are static under jit, so a wrong shape still gets the clear error; whitening a Σ = UUᵀ cannot
+    be checked for rank there, so it is refused with the fix."""
+    def loss_fn(w):
+        return jnp.sum(w**2)
+
+    wrong_rows = sk.CovarianceProbe(factor=lambda problem: jnp.ones((3, 1)) * problem.state_value("scale"))
+    with pytest.raises(ValueError, match="has 3 rows but the gradient has 4"):
+        jax.jit(lambda s: wrong_rows.estimate(pinned_key(1), loss_fn, jnp.ones(4), state={"scale": s}))(1.0)
+    full_rank = sk.CovarianceProbe(factor=lambda problem: jnp.eye(4) * problem.state_value("scale"), whiten=True)
+    with pytest.raises(ValueError, match="whiten=True with isotropic=0 .*jax.jit"):
+        jax.jit(lambda s: full_rank.estimate(pinned_key(1), loss_fn, jnp.ones(4), state={"scale": s}))(1.0)
+    # outside jit the same factor is concrete, checked, and whitened
+    assert full_rank.estimate(pinned_key(1), loss_fn, jnp.ones(4), state={"scale": 1.0}).shape == (4,)
