@@ -21,7 +21,8 @@ $$
 Time is $O(n)$ and memory is bounded by the chunk (and a few floats per block), not by
 $n$. The formula is the one the in-memory law uses (the family's
 [`StreamedForm`][snrkit.core.streamed.StreamedForm]), so the results equal
-`est.given(grad).var()`, `.total_variance()` and `.snr()` up to float64 rounding.
+`est.given(grad).var()`, `.total_variance()` and `.snr()` up to rounding: float64's
+when JAX runs in float64 (`jax_enable_x64`), else that of the law's float32 results.
 `var` and `snr` are written to folders of `.npy` files, one per leaf, written atomically
 (to a temporary folder renamed when complete: on any error nothing is left behind).
 
@@ -129,7 +130,8 @@ def save_gradient(grad: PyTree, folder: str | os.PathLike, *, overwrite: bool = 
     Args:
         grad: a pytree of floating arrays.
         folder: the folder to create.
-        overwrite: replace `folder` if it exists.
+        overwrite: replace `folder` if it exists and snrkit wrote it (or it is empty);
+            a folder that holds anything else, or the gradient being read, is refused.
         chunk_elements: coordinates copied at a time.
 
     Returns:
@@ -137,7 +139,8 @@ def save_gradient(grad: PyTree, folder: str | os.PathLike, *, overwrite: bool = 
 
     Raises:
         TypeError: a leaf is not a floating array.
-        ValueError: `grad` is empty; `folder` exists and `overwrite` is false.
+        ValueError: `grad` is empty; `folder` exists and `overwrite` is false, or
+            overwriting it would delete what snrkit did not write or the gradient itself.
 
     Examples:
         >>> import tempfile, numpy as np
@@ -149,7 +152,7 @@ def save_gradient(grad: PyTree, folder: str | os.PathLike, *, overwrite: bool = 
     """
     leaves, treedef = _gradient(grad, "grad")
     chunk = _check_chunk(chunk_elements)
-    target = _check_out(folder, _check_bool(overwrite, "overwrite"), "folder")
+    target = _check_out(folder, _check_bool(overwrite, "overwrite"), "folder", _sources(leaves))
     with AtomicFolder(target) as tmp:
         _write_manifest(tmp, treedef, leaves, _saved_dtype)
         for i, leaf in enumerate(leaves):
@@ -171,7 +174,9 @@ def open_gradient(folder: str | os.PathLike) -> PyTree:
         made of dicts, lists and tuples).
 
     Raises:
-        ValueError: `folder` is not such a folder.
+        ValueError: `folder` is not such a folder, or it is damaged: its manifest does not
+            parse, or a leaf's file is missing, truncated, or not of the shape and dtype
+            the manifest says (the message names the leaf).
 
     Examples:
         >>> import tempfile, numpy as np
@@ -182,19 +187,56 @@ def open_gradient(folder: str | os.PathLike) -> PyTree:
         [1.0]
     """
     folder = Path(folder)
+    info = _read_manifest(folder)
+    arrays = [_open_leaf(folder, entry) for entry in info["leaves"]]
+    if info["structure"] is None:
+        return arrays
+    return _decode(info["structure"], arrays)
+
+
+_REWRITE = "write the folder again with snrkit.ondisk.save_gradient(grad, folder, overwrite=True)"
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a gradient folder, or a clear error saying what is wrong with it."""
     manifest = folder / MANIFEST
     if not manifest.is_file():
         raise ValueError(
             f"{folder} is not a gradient folder: it has no {MANIFEST}. Write one with "
             f"snrkit.ondisk.save_gradient(grad, folder)."
         )
-    info = json.loads(manifest.read_text(encoding="utf-8"))
-    if info.get("format") != _FORMAT:
-        raise ValueError(f"{manifest} is not a {_FORMAT} manifest (format {info.get('format')!r})")
-    arrays = [np.load(folder / entry["file"], mmap_mode="r") for entry in info["leaves"]]
-    if info["structure"] is None:
-        return arrays
-    return _decode(info["structure"], arrays)
+    try:
+        info = json.loads(manifest.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{manifest} is damaged ({error}); {_REWRITE}") from None
+    if not isinstance(info, dict) or info.get("format") != _FORMAT:
+        found = info.get("format") if isinstance(info, dict) else type(info).__name__
+        raise ValueError(f"{manifest} is not a {_FORMAT} manifest (format {found!r})")
+    leaves = info.get("leaves")
+    if not isinstance(leaves, list) or "structure" not in info or not all(
+        isinstance(entry, dict) and {"file", "path", "shape", "dtype"} <= set(entry) for entry in leaves
+    ):
+        raise ValueError(f"{manifest} is damaged (its leaves or structure are missing); {_REWRITE}")
+    return info
+
+
+def _open_leaf(folder: Path, entry: Mapping[str, Any]) -> np.memmap:
+    """One leaf of a gradient folder, mapped read-only, checked against what the manifest says it is."""
+    path, name = folder / entry["file"], entry["path"]
+    if not path.is_file():
+        raise ValueError(f"{name}: its file {path} is missing from the gradient folder; {_REWRITE}")
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"{name}: its file {path} cannot be read ({error}): it is damaged or truncated; "
+                         f"{_REWRITE}") from None
+    shape, dtype = tuple(entry["shape"]), np.dtype(entry["dtype"])
+    if array.shape != shape or array.dtype != dtype:
+        raise ValueError(
+            f"{name}: its file {path} holds {array.dtype} of shape {array.shape}, but {MANIFEST} says {dtype} of "
+            f"shape {shape}; the file was replaced after the folder was written. {_REWRITE[0].upper()}{_REWRITE[1:]}."
+        )
+    return array
 
 
 # ----------------------------------------------------------------------------------------
@@ -248,7 +290,8 @@ def var(estimator: Estimator, grad: PyTree | str | os.PathLike, out: str | os.Pa
         out: the folder to write (created atomically).
         dtype: the dtype of the files; values are computed in float64 and an error is
             raised if one does not fit `dtype` (overflow, or below its normal range).
-        overwrite: replace `out` if it exists.
+        overwrite: replace `out` if it exists and snrkit wrote it (or it is empty); a
+            folder that holds anything else, or the gradient being read, is refused.
         chunk_elements: coordinates read at a time.
         on_progress: called as `on_progress(done, 2 * n)` after each chunk.
 
@@ -257,8 +300,9 @@ def var(estimator: Estimator, grad: PyTree | str | os.PathLike, out: str | os.Pa
 
     Raises:
         TypeError: a wrong type of argument.
-        ValueError: as for `total_variance`; `out` exists and `overwrite` is false; a value
-            does not fit `dtype`.
+        ValueError: as for `total_variance`; `out` exists and `overwrite` is false (or
+            it holds files snrkit did not write, or the gradient); a value does not fit
+            `dtype`.
         NoStreamedForm: the family has no streamed form.
 
     Examples:
@@ -340,17 +384,14 @@ def _stream(estimator: Estimator, grad: Any, outputs: dict[str, tuple[str, Any]]
             chunk_elements: Any, on_progress: Any) -> OnDiskMoments:
     """The two passes: block totals, then per coordinate (every argument checked first)."""
     _check_estimator(estimator)
-    source = Path(grad).resolve() if isinstance(grad, str | os.PathLike) else None
     leaves, treedef = _gradient(grad, "grad")
     form = estimator.streamed_form(tuple(leaf.size for leaf in leaves))
     chunk = _check_chunk(chunk_elements)
     out_dtype = _check_dtype(dtype)
     overwrite = _check_bool(overwrite, "overwrite")
-    targets = {name: _check_out(path, overwrite, arg) for name, (arg, path) in outputs.items()}
+    targets = {name: _check_out(path, overwrite, arg, _sources(leaves)) for name, (arg, path) in outputs.items()}
     if len({target.resolve() for target in targets.values()}) < len(targets):
         raise ValueError("var_out and snr_out are the same folder; give each its own folder")
-    if source is not None and source in {target.resolve() for target in targets.values()}:
-        raise ValueError(f"the output folder is the gradient's own folder {source}; choose another folder")
     if on_progress is not None and not callable(on_progress):
         raise TypeError(f"on_progress must be a function on_progress(done, total), got {on_progress!r}")
     progress = _Progress(on_progress, 2 * sum(leaf.size for leaf in leaves))
@@ -433,10 +474,22 @@ def _check_dtype(dtype: Any) -> np.dtype:
     return dtype
 
 
-def _check_out(path: Any, overwrite: bool, name: str) -> Path:
+def _check_out(path: Any, overwrite: bool, name: str, sources: set[Path]) -> Path:
+    """The folder to write, refused before any work where writing it would lose data.
+
+    `overwrite=True` replaces a folder snrkit wrote (it holds a manifest) or an empty one,
+    never another folder, nor one that holds a file the gradient is read from.
+    """
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"{name} must be the path of a folder to write, got {type(path).__name__}")
     target = Path(path)
+    resolved = target.resolve()
+    inside = sorted(str(source) for source in sources if source == resolved or resolved in source.parents)
+    if inside:
+        raise ValueError(
+            f"{name}={str(target)!r} holds the gradient being read ({inside[0]}); writing there would replace "
+            f"it. Choose a folder outside the gradient's."
+        )
     if target.exists():
         if not target.is_dir():
             raise ValueError(f"{name}={str(target)!r} is a file; name a folder to write the results into")
@@ -444,8 +497,19 @@ def _check_out(path: Any, overwrite: bool, name: str) -> Path:
             raise FileExistsError(
                 f"{name}={str(target)!r} exists; pass overwrite=True to replace it, or choose another folder"
             )
+        if not (target / MANIFEST).is_file() and any(target.iterdir()):
+            raise ValueError(
+                f"{name}={str(target)!r} is a folder snrkit did not write (it has no {MANIFEST}), and "
+                f"overwrite=True would delete everything in it; choose a new folder, or empty this one first"
+            )
     check_output_folder(target.parent, name)
     return target
+
+
+def _sources(leaves: list[_Leaf]) -> set[Path]:
+    """The files the gradient is read from: its folder's leaf files, and the files of memmap leaves."""
+    files = [leaf.file if leaf.file is not None else getattr(leaf.array, "filename", None) for leaf in leaves]
+    return {Path(file).resolve() for file in files if file is not None}
 
 
 def _gradient(grad: Any, name: str) -> tuple[list[_Leaf], Any]:
@@ -454,8 +518,7 @@ def _gradient(grad: Any, name: str) -> tuple[list[_Leaf], Any]:
     if isinstance(grad, str | os.PathLike):
         folder = Path(grad)
         grad = open_gradient(folder)  # maps nothing until read: the leaves are read from their files
-        entries = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["leaves"]
-        files = [folder / entry["file"] for entry in entries]
+        files = [folder / entry["file"] for entry in _read_manifest(folder)["leaves"]]
     flat, treedef = jax.tree_util.tree_flatten_with_path(grad)
     if not flat:
         raise ValueError(

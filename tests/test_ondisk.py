@@ -239,9 +239,71 @@ def test_an_existing_output_is_kept_unless_overwrite(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file; name a folder"):
         ondisk.var(sk.ForwardGradient(), grad, tmp_path / "file", overwrite=True)
-    ondisk.save_gradient({"w": grad}, tmp_path / "g")
-    with pytest.raises(ValueError, match="the gradient's own folder"):
-        ondisk.var(sk.ForwardGradient(), tmp_path / "g", tmp_path / "g", overwrite=True)
+
+
+def test_overwrite_never_deletes_the_gradient_or_a_folder_snrkit_did_not_write(tmp_path):
+    """The gradient's folder, a folder above it, the folder of memmap leaves, and a user's folder are refused
+    before any work, and left as they were."""
+    grad = np.array([3.0, 4.0])
+    parent = tmp_path / "parent"
+    ondisk.save_gradient({"w": grad}, parent / "g")
+    (parent / "notes.txt").write_text("keep me")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "data.csv").write_text("1,2")
+    np.save(tmp_path / "mapped.npy", grad)
+    mapped = np.load(tmp_path / "mapped.npy", mmap_mode="r")
+    for source, out, message in [
+        (parent / "g", parent / "g", "holds the gradient being read"),
+        (parent / "g", parent, "holds the gradient being read"),
+        ({"w": mapped}, tmp_path, "holds the gradient being read"),
+        (grad, user, "a folder snrkit did not write .* would delete everything in it"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            ondisk.var(sk.ForwardGradient(), source, out, overwrite=True)
+    with pytest.raises(ValueError, match="a folder snrkit did not write"):
+        ondisk.save_gradient({"w": grad}, user, overwrite=True)
+    assert (parent / "notes.txt").read_text() == "keep me" and (user / "data.csv").read_text() == "1,2"
+    assert ondisk.open_gradient(parent / "g")["w"].tolist() == [3.0, 4.0]
+    # an empty folder, and a folder snrkit wrote, are replaced
+    (tmp_path / "empty").mkdir()
+    assert ondisk.var(sk.ForwardGradient(), grad, tmp_path / "empty", overwrite=True).tolist() == [34.0, 41.0]
+    assert ondisk.save_gradient({"w": 2 * grad}, parent / "g", overwrite=True)["w"].tolist() == [6.0, 8.0]
+
+
+def _damage(folder: Path, how: str) -> None:
+    leaf = folder / "leaf-00000.npy"  # grad['b'], the first leaf in key order
+    if how == "missing":
+        leaf.unlink()
+    elif how == "truncated":
+        leaf.write_bytes(leaf.read_bytes()[:-8])
+    elif how == "reshaped":
+        np.save(leaf, np.ones((7, 3), np.float32))
+    elif how == "retyped":
+        np.save(leaf, np.ones(4, np.float64))
+    else:
+        (folder / ondisk.MANIFEST).write_text("{leaves: ")
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("missing", r"grad\['b'\]: its file .*leaf-00000.npy is missing"),
+        ("truncated", r"grad\['b'\]: its file .* cannot be read .*damaged or truncated"),
+        ("reshaped", r"grad\['b'\]: its file .* holds float32 of shape \(7, 3\), but snrkit-tree.json says float32 "
+                     r"of shape \(4,\)"),
+        ("retyped", r"grad\['b'\]: its file .* holds float64 of shape \(4,\), but snrkit-tree.json says float32"),
+        ("manifest", r"snrkit-tree.json is damaged"),
+    ],
+)
+def test_a_damaged_gradient_folder_is_refused_with_the_leaf_and_the_fix(how, message, tmp_path):
+    folder = tmp_path / "grad"
+    ondisk.save_gradient({"w": np.ones((3, 2), np.float32), "b": np.ones(4, np.float32)}, folder)
+    _damage(folder, how)
+    for call in (lambda: ondisk.open_gradient(folder), lambda: ondisk.total_variance(sk.ForwardGradient(), folder)):
+        with pytest.raises(ValueError, match=message) as caught:
+            call()
+        assert "save_gradient" in str(caught.value)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
