@@ -21,7 +21,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -119,8 +119,29 @@ def _progress() -> Iterator[tuple]:
             tasks["step"] = bar.add_task(text, total=None)
         bar.update(tasks["step"], description=text)
 
+    if not console.is_terminal:  # a log file: no bar (rich draws none), one line per stage begun and ended
+        yield _log_step, _log_progress({})
+        return
     with bar:
         yield on_step, on_progress
+
+
+def _log_step(text: str) -> None:
+    console.print(f"{time.strftime('%H:%M:%S')} {text}", highlight=False)
+
+
+def _log_progress(seen: dict[str, int]) -> Callable[[str, int, int], None]:
+    """`on_progress` for a log: a line when a stage starts and when it completes, not one per update."""
+
+    def on_progress(what: str, done: int, total: int) -> None:
+        if what not in seen:
+            seen[what] = -1
+            _log_step(f"{what}: {done}/{total}")
+        if done >= total > 0 and seen[what] != total:
+            seen[what] = total
+            _log_step(f"{what}: done ({done}/{total})")
+
+    return on_progress
 
 
 def _fail(error: Exception) -> None:
@@ -340,7 +361,8 @@ def _cost_table(frame) -> Table:
     table = Table(title="Cost per training step", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
     for column, justify in (("method", "left"), ("batch", "right"), ("ms", "right"), ("× backprop [95%]", "right"),
                             ("temp MiB", "right"), ("SNR/time", "right")):
-        table.add_column(column, justify=justify, no_wrap=column != "method")
+        # method names wrap at their commas, and a word too long for the column folds, never cut
+        table.add_column(column, justify=justify, no_wrap=column != "method", overflow="fold")
     for row in frame.to_dict("records"):
         if not row["repeats"]:
             table.add_row(row["method"], str(row["batch size"]), "skipped", "", "", "")
@@ -375,7 +397,8 @@ def cost(
     batch_size: list[int] | None = typer.Option(
         None, "--batch-size", help="Batch size (repeatable); default 256 1024 4096."),
     repeats: int | None = typer.Option(None, "--repeats", help="Timed calls per method and batch size (≥ 6); default 20."),
-    directions: list[int] = typer.Option([4], "--directions", help="K of the vectorised and sequential rows (repeatable)."),
+    directions: list[int] | None = typer.Option(
+        None, "--directions", help="K of the vectorised and sequential rows (repeatable); default 4."),
     method: list[MethodGroup] | None = typer.Option(
         None, "--method", help="Methods besides backprop (repeatable); default all."),
     isolate: bool = typer.Option(False, "--isolate", help="Measure each configuration's peak RSS in a fresh process."),
@@ -410,10 +433,16 @@ def cost(
             raise ValueError(f"--batch-size values must be distinct, got {sizes}")
         count = check_int(repeats if repeats is not None else preset["repeats"], "--repeats",
                           minimum=cost_module.MIN_REPEATS, hint="a 95 % interval of the median needs at least 6")
-        ks = [check_int(k, "--directions", minimum=2, hint="K directions") for k in directions]
+        ks = [check_int(k, "--directions", minimum=2, hint="K directions") for k in (directions or [4])]
+        if len(set(ks)) != len(ks):
+            raise ValueError(f"--directions values must be distinct, got {ks}")
+        if directions and MethodGroup.directions not in groups:
+            raise ValueError("--directions sets K of the 'directions' rows, which the --method options leave out; "
+                             "add --method directions, or drop --directions")
         if data is DataName.mnist:
+            mnist_dir = mnist_dir or data_module.default_mnist_dir()
             if mnist_dir is None:
-                raise ValueError("--data mnist needs the MNIST IDX files: pass --mnist-dir PATH")
+                raise ValueError("--data mnist needs the MNIST IDX files: pass --mnist-dir PATH (or set SNRKIT_MNIST_DIR)")
             data_module.check_mnist_dir(mnist_dir)
         dataset = data_module.load(data.value, mnist_dir=mnist_dir)
         model = (dataset.input_dim, *widths, dataset.num_classes)

@@ -86,7 +86,7 @@ from snrkit.core.estimator import Estimator, LossFn
 from snrkit.core.io import check_output_file, write_atomic
 from snrkit.core.problem import Problem
 from snrkit.core.tree import PyTree
-from snrkit.core.validation import MAX_SEED, check_int
+from snrkit.core.validation import MAX_SEED, check_callback, check_int
 from snrkit.data import Dataset
 from snrkit.families import FAMILIES
 from snrkit.families.iid import ForwardGradient
@@ -520,7 +520,8 @@ def cost_table(
         state: values kept between training steps, for families that need `"state"`;
             by default `stale_state(...)` of each batch size.
         isolate: measure the peak RSS of each configuration in a fresh process (slower).
-        out_csv: where to write the frame (atomically), or `None`.
+        out_csv: where to write the frame, or `None`; written atomically after each batch
+            size, so that an error at a later one keeps the rows measured before it.
         on_progress: `on_progress(stage, done, total)`.
 
     Returns:
@@ -530,7 +531,7 @@ def cost_table(
     Raises:
         ValueError: bad batch sizes, repeats, optimizer, seed, duplicated method names, an
             `out_csv` that cannot be written, `isolate=True` with a `Network`, or data
-            whose input width is not the model's.
+            whose input width or number of classes is not the model's.
         TypeError: a batch size or `repeats` that is not an int.
 
     Examples:
@@ -557,6 +558,7 @@ def cost_table(
     if not (isinstance(learning_rate, int | float) and math.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
     check_int(seed, "seed", minimum=0, maximum=MAX_SEED)
+    check_callback(on_progress, "on_progress", "on_progress(stage, done, total)")
     methods = list(default_methods() if methods is None else methods)
     if not any(m.kind == BACKPROP for m in methods):
         methods.insert(0, Method.backprop())
@@ -574,6 +576,9 @@ def cost_table(
     if widths is not None and widths[0] != data.input_dim:
         raise ValueError(f"the model's input width is {widths[0]} but {data.name} has {data.input_dim} inputs "
                          f"per example; start the widths with {data.input_dim}")
+    if widths is not None and widths[-1] != data.num_classes:  # labels past the logits: a wrong loss, silently
+        raise ValueError(f"the model's output width is {widths[-1]} but {data.name} has {data.num_classes} classes; "
+                         f"end the widths with {data.num_classes}")
     path = None if out_csv is None else Path(out_csv)
     if path is not None:
         check_output_file(path)
@@ -593,30 +598,31 @@ def cost_table(
         problem = Problem(network.loss, params, args[3], args[4], network=network, state=carried)
         ready: list[_Compiled] = []
         skipped: dict[str, str] = {}
+        report(f"batch {batch}: compiling", 0, len(methods))
         for m_index, method in enumerate(methods):
-            report(f"batch {batch}: compiling {method.name}", m_index, len(methods))
             if method.estimator is not None:
                 try:
                     problem.require(method.estimator.needs, method.name)
                 except ValueError as error:
                     skipped[method.name] = f"skipped: {error}"
+                    report(f"batch {batch}: compiling", m_index + 1, len(methods))
                     continue
             entry = _compile(method, network.loss, tx, args, problem)
             if isolate:
                 entry.rss = _isolated_rss(widths, method, x, y, optimizer=optimizer, learning_rate=learning_rate,
                                           seed=seed, state=carried)
             ready.append(entry)
+            report(f"batch {batch}: compiling", m_index + 1, len(methods))
         times = _time_round_robin(ready, args, repeats, seed, lambda d, b=batch: report(f"batch {b}: timing", d, repeats))
         base = times[BACKPROP]
         for method in methods:
             rows.append(_row(network, params, batch, method, problem, repeats, isolate,
                              next((e for e in ready if e.method is method), None), times.get(method.name), base,
                              skipped.get(method.name, "")))
+        if path is not None:  # after every batch size: a failure later keeps what was measured
+            write_atomic(path, _to_frame(rows).to_csv(index=False))
         report("cost", (b_index + 1) * len(methods), total)
-    frame = _to_frame(rows)
-    if path is not None:
-        write_atomic(path, frame.to_csv(index=False))
-    return frame
+    return _to_frame(rows)
 
 
 def _time_round_robin(ready: Sequence[_Compiled], args: tuple, repeats: int, seed: int,

@@ -54,7 +54,7 @@ from snrkit.core.sharding import (
     spread,
 )
 from snrkit.core.tree import PyTree, leaf_paths, ravel_host, unravel_host
-from snrkit.core.validation import check_int, check_key
+from snrkit.core.validation import check_callback, check_int, check_key
 
 ProgressFn = Callable[[int, int], None]
 """`on_progress(samples_done, num_samples)`, called after each chunk."""
@@ -402,6 +402,7 @@ def monte_carlo(
     if batches > num:
         raise ValueError(f"batches={batches} is more than num_samples={num}; every batch needs at least one sample")
     devices = check_devices(devices)
+    check_callback(on_progress, "on_progress", "on_progress(samples_done, num_samples)")
     plan = chunk_plan(law, devices[0])
     chunk = plan.samples if chunk_size is None else check_int(chunk_size, "chunk_size")
     n = law.num_coordinates

@@ -63,7 +63,7 @@ from snrkit.core.estimator import Estimator
 from snrkit.core.io import AtomicFolder, check_output_folder
 from snrkit.core.streamed import BlockTotals, StreamedForm
 from snrkit.core.tree import PyTree
-from snrkit.core.validation import check_int
+from snrkit.core.validation import check_callback, check_int
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 18
 """Coordinates read at a time by default (256 Ki: 2 MiB per float64 work array).
@@ -392,8 +392,7 @@ def _stream(estimator: Estimator, grad: Any, outputs: dict[str, tuple[str, Any]]
     targets = {name: _check_out(path, overwrite, arg, _sources(leaves)) for name, (arg, path) in outputs.items()}
     if len({target.resolve() for target in targets.values()}) < len(targets):
         raise ValueError("var_out and snr_out are the same folder; give each its own folder")
-    if on_progress is not None and not callable(on_progress):
-        raise TypeError(f"on_progress must be a function on_progress(done, total), got {on_progress!r}")
+    check_callback(on_progress, "on_progress", "on_progress(done, total)")
     progress = _Progress(on_progress, 2 * sum(leaf.size for leaf in leaves))
 
     # ∇² may overflow float64 for finite ∇ (as in memory: the variance is then inf).

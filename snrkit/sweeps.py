@@ -32,7 +32,7 @@ from snrkit import gradients, nets
 from snrkit.core.estimator import Estimator
 from snrkit.core.io import write_atomic
 from snrkit.core.tree import ravel_host
-from snrkit.core.validation import check_int, check_key
+from snrkit.core.validation import check_callback, check_int, check_key
 from snrkit.data import Dataset, load_digits
 from snrkit.families import FAMILIES
 from snrkit.montecarlo import monte_carlo
@@ -345,6 +345,7 @@ def snr_sweep(
     train_steps = check_int(train_steps, "train_steps", minimum=0)
     num_samples = check_int(num_samples, "num_samples")
     batches = check_int(batches, "batches", minimum=2)
+    check_callback(on_progress, "on_progress", "on_progress(stage, done, total)")
     estimators = tuple(estimators)
     if not estimators:
         raise ValueError("estimators is empty; pass at least one, e.g. sweeps.SWEEP_ESTIMATORS")

@@ -173,6 +173,8 @@ def test_backprop_is_added_when_missing():
         ({"optimizer": "lion"}, ValueError, "unknown optimizer 'lion'; choose one of adam, sgd"),
         ({"learning_rate": -1.0}, ValueError, "learning_rate must be a positive"),
         ({"model": (63, 8, 10)}, ValueError, "input width is 63 but digits has 64 inputs"),
+        ({"on_progress": True}, TypeError, r"on_progress must be a function on_progress\(stage, done, total\)"),
+        ({"model": (64, 8, 7)}, ValueError, "output width is 7 but digits has 10 classes; end the widths with 10"),
         ({"model": (64,)}, ValueError, r"model must list at least two positive integers .* got \(64,\)"),
         ({"model": (64, 0, 10)}, ValueError, "model must list at least two positive integers"),
         ({"model": 64}, ValueError, r"model must list .* got \(64,\)"),
@@ -244,17 +246,18 @@ def test_a_csv_of_other_columns_is_refused(tmp_path):
 # ---- the judge, on synthetic timings -------------------------------------------------
 
 
-def synthetic(ratios: dict[int, tuple[float, float, float]], memory: dict[int, tuple[float, float]]) -> pd.DataFrame:
+def synthetic(ratios: dict[int, tuple[float, float, float]], memory: dict[int, tuple[float, float]],
+              backprop_ms: float = 20.0) -> pd.DataFrame:
     """A cost frame with given FG/backprop ratios `(median, low, high)` and memory `(backprop, FG)` per batch."""
     rows = []
     for batch, (ratio, low, high) in ratios.items():
         bp, fg = memory[batch]
         rows.append({"batch size": batch, "method": "backprop", "time relative to backprop": 1.0,
                      "time relative to backprop, 95% low": 1.0, "time relative to backprop, 95% high": 1.0,
-                     "XLA temporary memory [MiB]": bp})
+                     "XLA temporary memory [MiB]": bp, "time per step, median [ms]": backprop_ms})
         rows.append({"batch size": batch, "method": FG, "time relative to backprop": ratio,
                      "time relative to backprop, 95% low": low, "time relative to backprop, 95% high": high,
-                     "XLA temporary memory [MiB]": fg})
+                     "XLA temporary memory [MiB]": fg, "time per step, median [ms]": backprop_ms * ratio})
     return pd.DataFrame(rows)
 
 
@@ -275,6 +278,14 @@ def test_no_difference_holds_for_yao_and_refutes_baydin():
     frame = synthetic({256: (1.0, 0.93, 1.08), 1024: (1.02, 0.97, 1.1)}, {256: (4.0, 1.0), 1024: (16.0, 1.0)})
     assert verdicts_of(YAO_TIME, frame) == ["holds", "holds"]
     assert verdicts_of(BAYDIN, frame) == ["refuted", "refuted"]
+
+
+def test_a_step_too_short_to_time_is_not_judged():
+    """Under MIN_STEP_MS a call's fixed cost sets the ratio: a tight interval in the band is not a verdict."""
+    ratios, memory = {256: (0.59, 0.55, 0.64)}, {256: (4.0, 1.0)}
+    assert verdicts_of(BAYDIN, synthetic(ratios, memory, backprop_ms=costs.MIN_STEP_MS)) == ["holds"]
+    (short,) = costs.judge(BAYDIN, synthetic(ratios, memory, backprop_ms=0.2))
+    assert short.verdict == "not resolved" and short.detail.startswith("not judged: backprop's step takes 0.2 ms")
 
 
 def test_a_wide_interval_resolves_nothing():
@@ -437,14 +448,37 @@ def test_cost_command_writes_the_csv_figures_and_verdicts(tmp_path):
         (["--batch-size", "8", "--batch-size", "8"], "--batch-size values must be distinct"),
         (["--repeats", "5"], "--repeats must be at least 6"),
         (["--directions", "1"], "--directions must be at least 2"),
+        (["--directions", "4", "--directions", "4"], "--directions values must be distinct"),
+        (["--directions", "3", "--method", "families"], "add --method directions, or drop --directions"),
         (["--hidden", "0"], "--hidden must be at least 1"),
-        (["--data", "mnist"], "--data mnist needs the MNIST IDX files"),
     ],
 )
 def test_cost_command_refuses_bad_options_with_one_line(args, message, tmp_path):
     result = runner.invoke(app, ["cost", "--quick", "--out", str(tmp_path / "c"), *args])
     assert result.exit_code == 1 and message in one_line(result), result.output
     assert "Traceback" not in result.output and not (tmp_path / "c").exists()
+
+
+def test_cost_command_finds_mnist_where_report_does(tmp_path, monkeypatch):
+    """--mnist-dir, else SNRKIT_MNIST_DIR (checked), else a clear error; nothing written on an error."""
+    from snrkit import data
+    from tests.test_data import small_mnist
+
+    real_default = data.default_mnist_dir
+    monkeypatch.setattr(data, "default_mnist_dir", lambda: None)
+    result = runner.invoke(app, ["cost", "--quick", "--data", "mnist", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 1 and "pass --mnist-dir PATH (or set SNRKIT_MNIST_DIR)" in one_line(result)
+    monkeypatch.setattr(data, "default_mnist_dir", real_default)
+    monkeypatch.setenv("SNRKIT_MNIST_DIR", str(tmp_path / "absent"))
+    result = runner.invoke(app, ["cost", "--quick", "--data", "mnist", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 1 and "SNRKIT_MNIST_DIR=" in one_line(result) and not (tmp_path / "c").exists()
+    (tmp_path / "mnist").mkdir()
+    small_mnist(tmp_path / "mnist", n=20)  # 4x3 images
+    monkeypatch.setenv("SNRKIT_MNIST_DIR", str(tmp_path / "mnist"))
+    result = runner.invoke(app, ["cost", "--quick", "--data", "mnist", "--method", "forward-gradient",
+                                 "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert set(cost.read_cost_csv(tmp_path / "c" / "cost.csv")["model"]) == {"mlp-12-32-10"}
 
 
 def test_cost_command_refuses_an_output_under_a_file(tmp_path):

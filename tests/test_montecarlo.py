@@ -117,6 +117,8 @@ def test_bad_arguments():
         sk.monte_carlo(law, 0, 4)
     with pytest.raises(TypeError, match="chunk_size must be a positive int"):
         sk.monte_carlo(law, pinned_key(0), 4, chunk_size=2.5)
+    with pytest.raises(TypeError, match=r"on_progress must be a function on_progress\(samples_done, num_samples\)"):
+        sk.monte_carlo(law, pinned_key(0), 4, on_progress=1)
 
 
 def test_moments_from_samples_matches_streaming():

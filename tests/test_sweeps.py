@@ -342,6 +342,8 @@ def test_bad_arguments_are_refused():
         sweeps.snr_sweep(key=pinned_key(0), out_csv=None, targets=(), mc_targets=())
     with pytest.raises(ValueError, match="batches"):
         sweeps.snr_sweep(key=pinned_key(0), out_csv=None, targets=(1_000,), mc_targets=(), batches=1)
+    with pytest.raises(TypeError, match="on_progress must be a function"):
+        sweeps.snr_sweep(key=pinned_key(0), out_csv=None, targets=(1_000,), mc_targets=(), on_progress="bar")
 
 
 def test_no_temporary_file_survives_in_the_working_folder(tmp_path, monkeypatch, uninterrupted):

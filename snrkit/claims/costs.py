@@ -20,7 +20,9 @@ otherwise), which makes the band $[\rho/f, \rho f]$:
   $h \le \rho f$;
 - **refuted** when the whole interval lies outside it, $h < \rho/f$ or $\ell > \rho f$;
 - **not resolved** otherwise: the interval straddles an edge of the band (too few repeats,
-  or a machine too noisy to tell), or a measurement is missing.
+  or a machine too noisy to tell), or a measurement is missing; and whatever the interval,
+  where backprop's step takes less than [`MIN_STEP_MS`][snrkit.claims.costs.MIN_STEP_MS]
+  (1 ms): there a call's fixed cost, not the computation the claims compare, sets the ratio.
 
 Baydin et al.'s ratio, $\rho = 2.46/4.17 \approx 0.59$, gets the band $[0.47, 0.74]$;
 Yao's "no significant difference", $\rho = 1$, gets $[0.8, 1.25]$. The bands do not
@@ -66,6 +68,11 @@ from snrkit.claims.bibliography import REFERENCES
 
 TIME_TOLERANCE = 1.25
 """Default tolerance factor $f$ of a time-ratio claim: the band is $[\\rho/f, \\rho f]$."""
+MIN_STEP_MS = 1.0
+"""Shortest backprop step, in ms, on which a time ratio is judged. A jitted call has a fixed
+cost of about 0.1 to 0.2 ms on a CPU (dispatch, arguments, the wait for the result), the
+same for every method: on a smaller step it, not the matmuls Baydin's and Yao's claims
+compare, sets the ratio."""
 MEMORY_RESOLUTION = 0.05
 """Smallest saving, as a fraction of backprop's memory at the largest batch, that counts."""
 QUANTITIES = ("time ratio", "memory saving")
@@ -74,6 +81,7 @@ VERDICTS = ("holds", "refuted", "not resolved")
 """The verdicts, as in the ledger."""
 
 _RATIO = "time relative to backprop"
+_STEP_MS = "time per step, median [ms]"
 _MEMORY = "XLA temporary memory [MiB]"
 
 
@@ -270,12 +278,18 @@ def judge(claim: CostClaim, frame: pd.DataFrame) -> list[CostVerdict]:
                             f"the measurements have no rows of {missing}")]
     if claim.quantity == "time ratio":
         out = []
+        step_ms = dict(zip(base["batch size"], base[_STEP_MS], strict=True)) if _STEP_MS in base else {}
         for _, row in rows.sort_values("batch size").iterrows():
             ratio, low, high = (float(row[_RATIO]), float(row[f"{_RATIO}, 95% low"]), float(row[f"{_RATIO}, 95% high"]))
             lo, hi = claim.band
-            out.append(CostVerdict(claim.id, judge_ratio(claim, low, high), int(row["batch size"]), ratio, low, high,
-                                   f"{claim.method} / backprop, median of paired ratios {ratio:.3g} "
-                                   f"[{low:.3g}, {high:.3g}] against the band [{lo:.3g}, {hi:.3g}]"))
+            detail = (f"{claim.method} / backprop, median of paired ratios {ratio:.3g} "
+                      f"[{low:.3g}, {high:.3g}] against the band [{lo:.3g}, {hi:.3g}]")
+            verdict = judge_ratio(claim, low, high)
+            backprop_ms = float(step_ms.get(row["batch size"], math.nan))
+            if backprop_ms < MIN_STEP_MS:
+                verdict, detail = "not resolved", (f"not judged: backprop's step takes {backprop_ms:.2g} ms, under "
+                                                   f"{MIN_STEP_MS:g} ms, where a call's fixed cost sets the ratio; {detail}")
+            out.append(CostVerdict(claim.id, verdict, int(row["batch size"]), ratio, low, high, detail))
         return out
     both = rows.merge(base, on="batch size", suffixes=("", " bp"))
     verdict, saving = judge_saving(both["batch size"].tolist(), both[f"{_MEMORY} bp"].tolist(), both[_MEMORY].tolist())
@@ -315,6 +329,7 @@ def verdict_frame(verdicts: Sequence[CostVerdict]) -> pd.DataFrame:
 __all__ = [
     "COST_CLAIMS",
     "MEMORY_RESOLUTION",
+    "MIN_STEP_MS",
     "QUANTITIES",
     "TIME_TOLERANCE",
     "VERDICTS",

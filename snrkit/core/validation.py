@@ -164,6 +164,25 @@ def validate_float_tree(tree: PyTree, name: str, *, check_finite: bool = True) -
                 )
 
 
+def check_callback(value: Any, name: str, call: str) -> None:
+    """Raise a clear error, before any work, unless `value` is `None` or a function.
+
+    Args:
+        value: the argument.
+        name: its name, for the message.
+        call: how it is called, e.g. `"on_progress(done, total)"`.
+
+    Examples:
+        >>> from snrkit.core.validation import check_callback
+        >>> check_callback(1, "on_progress", "on_progress(done, total)")
+        Traceback (most recent call last):
+        ...
+        TypeError: on_progress must be a function on_progress(done, total) or None, got 1
+    """
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be a function {call} or None, got {value!r}")
+
+
 def check_key(key: Any, name: str = "key") -> jax.Array:
     """Return `key` if it is a JAX PRNG key (typed or raw uint32), else raise a clear TypeError.
 
