@@ -90,6 +90,10 @@ def test_a_loss_may_branch_on_python_arguments(train, mode):
     np.testing.assert_allclose(est.estimate(key, _flagged_loss, w, x, y, train, mode), samples[0], rtol=1e-5)
     real = est.estimates(key, 3, _flagged_loss, w, x, y, train, mode, batch_size=2)
     np.testing.assert_allclose(real, samples, rtol=1e-5, atol=1e-7)
+    # a list of Python numbers may hold one value per example: no example axis is read then
+    listed = Problem(lambda w, x, y: _flagged_loss(w, x, jnp.asarray(y), train, mode), w, x, y.tolist())
+    assert "per_example_gradients" not in listed.provides
+    np.testing.assert_allclose(listed.gradient(), expected, rtol=1e-6)
 
 
 def test_a_gradient_only_problem_provides_only_the_gradient():

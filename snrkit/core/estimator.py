@@ -52,7 +52,7 @@ from snrkit.core.sharding import (
 )
 from snrkit.core.spec import ProbeSpec, Structure
 from snrkit.core.streamed import StreamedForm, no_streamed_form
-from snrkit.core.tree import PyTree, ravel, sample_key
+from snrkit.core.tree import PyTree, is_traced, ravel, sample_key
 from snrkit.core.validation import check_int, check_key
 
 LossFn = Callable[..., jax.Array]
@@ -393,7 +393,7 @@ class Estimator(ABC):
         plan = self._plan(Problem(loss_fn, params, *args, state=state))
         loss_fn, args = bind_static(loss_fn, args)  # shard_map traces what it is passed: only the arrays
         width = min(batch_size, num)
-        traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((key, params, args)))
+        traced = is_traced((key, params, args))
         if len(devices) > 1 and num // width >= 2 and not traced:
             return self._sharded_estimates(plan, key, num, width, loss_fn, params, args, devices)
         # one device (or one block, or inside the caller's jit): one lax.map on that device

@@ -209,8 +209,9 @@ class Problem(ProblemBase):
         *args: further arguments of `loss_fn` (data, labels), not differentiated. Those
             that are not arrays (a Python flag such as `train=True`, a mode string) reach
             `loss_fn` as they are, never traced, so it may branch on them. When every
-            array argument has the same leading axis, it is read as the example axis and
-            per-example gradients are available (each example as a batch of one).
+            array argument has the same leading axis, and the others are single values
+            (not lists, which may hold a value per example), it is read as the example
+            axis and per-example gradients are available (each example as a batch of one).
         network: a [`Network`][snrkit.nets.Network] whose `loss` is `loss_fn`; when it
             exposes its dense layers, `layers()` is available (its first argument is the input).
         gradient: the true gradient when it is already known (e.g. computed in chunks over a
@@ -263,8 +264,7 @@ class Problem(ProblemBase):
             self._cache["gradient"] = gradient
         provides = {"gradient", "loss", "hvp"}
         self._traceable = bind_static(loss_fn, self.args)  # what vmap may trace: the array arguments only
-        data = self._traceable[1]
-        if data and len({np.shape(a)[0] if np.ndim(a) else None for a in data}) == 1 and np.ndim(data[0]):
+        if _has_example_axis(self.args):
             provides.add("per_example_gradients")
         if network is not None and network.layers is not None and self.args:
             provides.add("layers")
@@ -415,14 +415,28 @@ def check_loss(loss_fn: Any, params: PyTree, args: tuple) -> None:
         )
 
 
+def _has_example_axis(args: tuple) -> bool:
+    """Whether `args` have an example axis: arrays of one leading length, besides single Python values.
+
+    A container of Python values (a list of labels, say) may hold one value per example,
+    which a map over the arrays would not split: no example axis is read then.
+    """
+    arrays = [a for a in args if isinstance(a, jax.Array | np.ndarray)]
+    others = [a for a in args if not isinstance(a, jax.Array | np.ndarray)]
+    if not arrays or any(np.ndim(a) == 0 for a in arrays) or len({np.shape(a)[0] for a in arrays}) != 1:
+        return False
+    return all(a is None or jax.tree_util.all_leaves([a]) for a in others)
+
+
 def bind_static(loss_fn: Callable[..., Any], args: tuple) -> tuple[Callable[..., Any], tuple]:
     """`(loss, arrays)`: `loss_fn` with the arguments that are not arrays held fixed, and the array ones.
 
     JAX traces what it compiles, maps or shards, and a traced value cannot steer Python:
     a loss that branches on a flag (`if train:`), a mode string or a Python number must
-    see that value itself. So every leaf of `args` that is not an array (a Python `bool`,
-    `int`, `float`, `str`, `None`, ...) is bound into the returned loss, and only the
-    arrays are passed on; `loss(params, *arrays)` equals `loss_fn(params, *args)`.
+    see that value itself. So every leaf of `args` that is not a JAX or NumPy array (a
+    Python `bool`, `int`, `float`, `str`, a NumPy scalar, ...) is bound into the returned
+    loss, and only the arrays are passed on; `loss(params, *arrays)` equals
+    `loss_fn(params, *args)`.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -434,7 +448,7 @@ def bind_static(loss_fn: Callable[..., Any], args: tuple) -> tuple[Callable[...,
         (1, 1.0)
     """
     leaves, treedef = jax.tree_util.tree_flatten(args)
-    is_array = [isinstance(leaf, jax.Array | np.ndarray | np.generic) for leaf in leaves]
+    is_array = [isinstance(leaf, jax.Array | np.ndarray) for leaf in leaves]
     if all(is_array):
         return loss_fn, tuple(args)
 

@@ -119,6 +119,17 @@ def unravel_host(flat: np.ndarray, like: PyTree) -> PyTree:
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+def is_traced(tree: PyTree) -> bool:
+    """Whether any leaf is a JAX tracer: the values are being traced (jit, vmap, grad), not known.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> is_traced({"w": jnp.ones(2)}), bool(jax.jit(is_traced)(jnp.ones(2)))
+        (False, True)
+    """
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
+
+
 def leaf_sizes(tree: PyTree) -> list[int]:
     """Number of coordinates of each leaf, in ravel order.
 

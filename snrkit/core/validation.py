@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from snrkit.core.tree import PyTree, leaf_paths
+from snrkit.core.tree import PyTree, is_traced, leaf_paths
 
 MAX_SEED = 2**32 - 1
 """The largest seed snrkit accepts. Without x64, `jax.random.key` keeps only the low 32 bits
@@ -152,7 +152,7 @@ def validate_float_tree(tree: PyTree, name: str, *, check_finite: bool = True) -
             )
     if sum(int(np.size(leaf)) for leaf in leaves) == 0:
         raise ValueError(f"{name} has no coordinates (all its arrays are empty); pass a non-empty gradient.")
-    if check_finite and not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+    if check_finite and not is_traced(leaves):
         for path, leaf in zip(leaf_paths(tree), leaves, strict=True):
             finite = np.isfinite(np.asarray(leaf))
             if not finite.all():
@@ -177,7 +177,7 @@ def check_callback(value: Any, name: str, call: str) -> None:
         >>> check_callback(1, "on_progress", "on_progress(done, total)")
         Traceback (most recent call last):
         ...
-        TypeError: on_progress must be a function on_progress(done, total) or None, got 1
+        TypeError: on_progress must be a function on_progress(done, total) ...
     """
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be a function {call} or None, got {value!r}")

@@ -56,7 +56,7 @@ from snrkit.core.precision import wide_dtype
 from snrkit.core.problem import ProblemBase
 from snrkit.core.spec import ProbeSpec, Structure
 from snrkit.core.streamed import no_streamed_form
-from snrkit.core.tree import PyTree, ravel, ravel_host
+from snrkit.core.tree import PyTree, is_traced, ravel, ravel_host
 from snrkit.core.validation import check_int
 from snrkit.families.registry import Family
 
@@ -433,7 +433,7 @@ class CovarianceProbe(Estimator):
             built, where = self.factor(problem), f"the factor built by {jsonable(self.factor)}"
             # under the caller's jit (a training step whose state holds a stale gradient) the
             # factor is traced: its values cannot be checked here, only its shape
-            values = built if _traced(built) else Factor(built).array
+            values = built if is_traced(built) else Factor(built).array
             if values.ndim != 2:
                 raise ValueError(f"{where} has shape {values.shape}; it must be (n, r), one row per coordinate")
         if values.shape[0] != n:
@@ -451,7 +451,7 @@ class CovarianceProbe(Estimator):
         dtype = wide_dtype(problem.dtype)
         structure: dict[str, Any] = {"factor": jnp.asarray(factor, dtype), "isotropic": jnp.asarray(s, dtype)}
         if self.whiten:
-            structure.update(_traced_whitening(factor, s, dtype) if _traced(factor) else _whitening(factor, s, dtype))
+            structure.update(_traced_whitening(factor, s, dtype) if is_traced(factor) else _whitening(factor, s, dtype))
         return GaussianFactorSpec(self.directions, rank, s > 0, self.whiten), structure
 
     def _law(self, problem: ProblemBase) -> GaussianFactorLaw:
@@ -483,10 +483,6 @@ class CovarianceProbe(Estimator):
         n, rank = self.factor.array.shape
         width = rank + (n if self.isotropic else 0)
         return Cost(jvps=self.directions, memory=self.directions * width / n + 1.0)
-
-
-def _traced(values: Any) -> bool:
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(values))
 
 
 def _traced_whitening(factor: jax.Array, s: float, dtype: Any) -> dict[str, jax.Array]:
@@ -544,7 +540,7 @@ class _PriorFactor:
 
     def __call__(self, problem: ProblemBase | None) -> np.ndarray | jax.Array:
         belief = self.belief(problem) if callable(self.belief) else self.belief
-        if _traced(belief):  # under jit: a zero or non-finite belief gives NaN probes, seen in the estimate
+        if is_traced(belief):  # under jit: a zero or non-finite belief gives NaN probes, seen in the estimate
             flat = ravel(belief)[0]
             return (math.sqrt(self.confidence) * flat / jnp.linalg.norm(flat))[:, None]
         flat = ravel_host(belief)
