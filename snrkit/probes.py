@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from snrkit.core.precision import wide_dtype
-from snrkit.core.threefry import rolled
+from snrkit.core.threefry import normal, rolled
 
 Sampler = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
 """`sampler(key, shape, dtype)`: an array of `shape` with iid probe entries."""
@@ -175,7 +175,7 @@ def _check_sampler(probe: Probe) -> None:
 
 def _gaussian(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
     # Drawn at least in float32: half-precision normals are clipped (see precision.wide_dtype).
-    return jax.random.normal(key, shape, wide_dtype(dtype)).astype(dtype)
+    return normal(key, shape, wide_dtype(dtype)).astype(dtype)
 
 
 _SIGNS_PER_WORD = 32

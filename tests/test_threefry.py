@@ -124,3 +124,37 @@ def test_the_probes_of_a_sample_are_those_of_its_folded_jax_key(estimator):
         found = spec.draw({}, sample_key(key, index), grad.size, grad.dtype)
         expected = spec.draw({}, jax.random.fold_in(key, index), grad.size, grad.dtype)
         np.testing.assert_array_equal(np.asarray(found), np.asarray(expected))
+
+
+ODD = threefry.ODD_DRAW_MIN + 1
+
+
+@pytest.mark.parametrize("shape", [(ODD,), (1, ODD), (1, 1, ODD + 2), (3, ODD), (ODD + 1,), (1, 7), (ODD, 3)])
+@pytest.mark.parametrize("make_key", [lambda: unrolled(jax.random.key(4)), lambda: jax.random.key(4),
+                                      lambda: jax.random.PRNGKey(4), lambda: jax.random.key(4, impl="rbg")],
+                         ids=["unrolled", "threefry", "raw", "rbg"])
+def test_normal_draws_jaxs_normals_bit_for_bit(shape, make_key):
+    """Odd vectors drawn as two rows and cut: the same values, jitted, vmapped, and in float64."""
+    key = make_key()
+    np.testing.assert_array_equal(np.asarray(jax.jit(threefry.normal, static_argnums=(1, 2))(key, shape, jnp.float32)),
+                                  np.asarray(jax.random.normal(key, shape)))
+    keys = jax.random.split(key, 2)
+    np.testing.assert_array_equal(np.asarray(jax.vmap(lambda k: threefry.normal(k, shape, jnp.float32))(keys)),
+                                  np.asarray(jax.vmap(lambda k: jax.random.normal(k, shape))(keys)))
+    with jax.enable_x64(True):
+        np.testing.assert_array_equal(np.asarray(threefry.normal(key, shape, jnp.float64)),
+                                      np.asarray(jax.random.normal(key, shape, jnp.float64)))
+
+
+def test_normal_takes_the_two_row_path_only_for_long_odd_vectors_of_c_ordered_keys():
+    """The `cond` that keeps XLA CPU off its slow odd-length loop is there exactly where it is needed and valid."""
+    def has_cond(key, shape):
+        jaxpr = jax.make_jaxpr(lambda k: threefry.normal(k, shape, jnp.float32))(key)
+        return any(eqn.primitive.name == "cond" for eqn in jaxpr.jaxpr.eqns)
+
+    key = unrolled(jax.random.key(0))
+    assert has_cond(key, (ODD,)) and has_cond(key, (1, ODD)) and has_cond(jax.random.key(0), (ODD,))
+    assert not any(has_cond(key, shape) for shape in [(ODD + 1,), (3, ODD), (threefry.ODD_DRAW_MIN - 1,)])
+    assert not has_cond(jax.random.key(0, impl="rbg"), (ODD,))  # other generators do not number entries in C order
+    with jax.threefry_partitionable(False):
+        assert not has_cond(key, (ODD,))

@@ -114,6 +114,8 @@ class ProbeSpec(ABC):
             probes = self.draw(args, sample_key(key, index), grad.size, grad.dtype)
             return self.combine(args, probes, self.derivatives(args, probes))
 
+        if indices.shape[0] == 1:  # unbatched, a draw keeps its own fusion boundaries (threefry.normal)
+            return one(indices[0])[None]
         return jax.vmap(one)(indices)
 
 

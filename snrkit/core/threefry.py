@@ -150,6 +150,56 @@ def rolled(key: jax.Array) -> jax.Array:
     return _moved(key, UNROLLED_THREEFRY, _JAX_THREEFRY.name)
 
 
+ODD_DRAW_MIN = 1 << 12
+"""Fewest normals for which [`normal`][snrkit.core.threefry.normal] draws an odd-length vector as two rows."""
+
+
+def normal(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
+    r"""`jax.random.normal(key, shape, dtype)`, bit for bit, without XLA CPU's slow path for odd lengths.
+
+    XLA's CPU code runs an elementwise fusion of transcendental functions (the normals'
+    $\operatorname{erf}^{-1}$) 5 to 8 times slower per entry over a vector of odd length,
+    alone or behind leading axes of length 1, than over one of even length or a matrix of
+    several rows: $1.1\cdot10^6$ normals took 21 ms against 2.6 ms for one more (a 2-core
+    AMD EPYC, JAX 0.10.2). So a draw of that shape, at least `ODD_DRAW_MIN` long, is
+    made as two rows of $\lceil m/2\rceil$ and cut back to $m$: the same values, since
+    partitionable threefry numbers the entries in C order. The rows are drawn inside a
+    `lax.cond` whose two branches are the same draw, which XLA does not fuse into the cut
+    (a fused cut would run the odd loop again); its predicate only keeps the `cond`, and
+    must not be one XLA can fold to a constant.
+
+    Args:
+        key: a JAX key.
+        shape: the shape of the draw.
+        dtype: a floating dtype.
+
+    Returns:
+        The normals, shape `shape`.
+
+    Examples:
+        >>> import jax
+        >>> from snrkit.core.threefry import normal
+        >>> key = jax.random.key(0)
+        >>> fast = normal(key, (1, 5001), jax.numpy.float32)
+        >>> bool((fast == jax.random.normal(key, (1, 5001))).all())
+        True
+    """
+    size = math.prod(shape) if all(isinstance(d, int) for d in shape) else 0
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    implementation = jax.random.key_impl(key) if typed else jax.config.jax_default_prng_impl
+    numbered_in_c_order = jax.config.jax_threefry_partitionable and implementation in (
+        UNROLLED_THREEFRY, _JAX_THREEFRY.name, _JAX_THREEFRY)
+    if size % 2 == 0 or size < ODD_DRAW_MIN or sum(d > 1 for d in shape) != 1 or not numbered_in_c_order:
+        return jax.random.normal(key, shape, dtype)
+
+    def rows(key: jax.Array) -> jax.Array:
+        return jax.random.normal(key, (2, (size + 1) // 2), dtype)
+
+    data = jax.random.key_data(key) if typed else key
+    either = data.reshape(-1)[0] != 0  # both branches draw the same: any predicate XLA cannot fold will do
+    return jax.lax.cond(either, rows, rows, key).reshape(-1)[:size].reshape(shape)
+
+
 def _moved(key: jax.Array, source: str | Hashable, target: str | Hashable) -> jax.Array:
     """`key`'s data on implementation `target` when `key` is on `source` (a raw key is on JAX's default)."""
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)

@@ -56,6 +56,7 @@ from snrkit.core.precision import wide_dtype
 from snrkit.core.problem import ProblemBase
 from snrkit.core.spec import ProbeSpec, Structure
 from snrkit.core.streamed import no_streamed_form
+from snrkit.core.threefry import normal
 from snrkit.core.tree import PyTree, is_traced, ravel, ravel_host
 from snrkit.core.validation import check_int
 from snrkit.families.registry import Family
@@ -146,7 +147,7 @@ class GaussianFactorSpec(ProbeSpec):
 
     def draw(self, structure: Structure, key: jax.Array, n: int, dtype: jnp.dtype) -> jax.Array:
         width = self.rank + (n if self.isotropic else 0)
-        return jax.random.normal(key, (self.directions, width), wide_dtype(dtype)).astype(dtype)
+        return normal(key, (self.directions, width), wide_dtype(dtype)).astype(dtype)
 
     def _split(self, eps: jax.Array, n: int) -> tuple[jax.Array | None, jax.Array]:
         return (eps[..., :n], eps[..., n:]) if self.isotropic else (None, eps)
@@ -486,7 +487,7 @@ class CovarianceProbe(Estimator):
 
 
 def _traced_whitening(factor: jax.Array, s: float, dtype: Any) -> dict[str, jax.Array]:
-    """`_whitening` of a factor traced under jit: $(s^2I + U^\top U)^{-1}$, which $s > 0$ keeps invertible."""
+    r"""`_whitening` of a factor traced under jit: $(s^2I + U^\top U)^{-1}$, which $s > 0$ keeps invertible."""
     if s == 0:
         raise ValueError(
             "whiten=True with isotropic=0 needs a factor of full rank n, which a factor computed under jax.jit "

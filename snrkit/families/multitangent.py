@@ -60,6 +60,7 @@ from snrkit.core.precision import wide_dtype
 from snrkit.core.problem import ProblemBase
 from snrkit.core.spec import ProbeSpec, RowTangentSpec, Structure
 from snrkit.core.streamed import Blocks, CoordinateVariance, StreamedForm
+from snrkit.core.threefry import normal
 from snrkit.core.tree import PyTree
 from snrkit.core.validation import check_int
 from snrkit.families.iid import BlockProbeLaw
@@ -122,7 +123,7 @@ class MultiTangentSpec(RowTangentSpec):
         return float(self.scale)
 
     def draw(self, structure: Structure, key: jax.Array, n: int, dtype: jnp.dtype) -> jax.Array:
-        tangents = jax.random.normal(key, (self.directions, n), wide_dtype(dtype))
+        tangents = normal(key, (self.directions, n), wide_dtype(dtype))
         if self.unit:
             tangents = tangents / jnp.linalg.norm(tangents, axis=-1, keepdims=True)
         return tangents.astype(dtype)

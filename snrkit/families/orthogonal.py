@@ -52,6 +52,7 @@ from snrkit.core.precision import wide_dtype
 from snrkit.core.problem import ProblemBase
 from snrkit.core.spec import ProbeSpec, RowTangentSpec, Structure
 from snrkit.core.streamed import Blocks, CoordinateVariance, StreamedForm
+from snrkit.core.threefry import normal
 from snrkit.core.tree import PyTree
 from snrkit.core.validation import check_int
 from snrkit.families.registry import Family
@@ -82,7 +83,7 @@ def haar_frame(key: jax.Array, n: int, k: int, dtype: jnp.dtype) -> jax.Array:
         >>> bool(np.allclose(q @ q.T, np.eye(3), atol=1e-6))
         True
     """
-    gaussian = jax.random.normal(key, (k, n), wide_dtype(dtype))
+    gaussian = normal(key, (k, n), wide_dtype(dtype))
     return orthonormalise(gaussian).astype(dtype)
 
 
