@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import snrkit as sk
+from snrkit.core import threefry
 from snrkit.core.threefry import unrolled
 from snrkit.core.tree import sample_key
 from snrkit.montecarlo import _accumulate, chunk_plan
@@ -161,6 +162,24 @@ def compare_generators(n: int, repeats: int) -> None:
     print(f"  ratio unrolled / JAX: {t_jax / t_unrolled:5.2f}   unrolled / NumPy: {t_numpy / t_unrolled:5.2f}")
 
 
+def compare_odd_lengths(n: int, repeats: int) -> None:
+    """Print one estimate's Gaussian draw of an odd length (as one (1, n) row): JAX's, threefry.normal's, and
+    the same draw one entry shorter, the even-length baseline."""
+    odd = n | 1
+    key = unrolled(jax.random.key(0, impl="threefry2x32"))
+    jax_draw = jax.jit(lambda key: jax.random.normal(key, (1, odd)))
+    ours = jax.jit(lambda key: threefry.normal(key, (1, odd), jnp.float32))
+    even = jax.jit(lambda key: jax.random.normal(key, (1, odd - 1)))
+    if not bool((jax_draw(key) == ours(key)).all()):
+        raise AssertionError("threefry.normal drew other normals than jax.random.normal")
+    t_jax, t_ours, t_even = (best_time(lambda f=f: jax.block_until_ready(f(key)), repeats) for f in (jax_draw, ours, even))
+    print(f"Gaussian normals of odd length, (1, {odd:,})")
+    print(f"  jax.random.normal       {odd / t_jax / 1e6:9.1f} M/s")
+    print(f"  threefry.normal         {odd / t_ours / 1e6:9.1f} M/s   (the same values)")
+    print(f"  one entry fewer (even)  {(odd - 1) / t_even / 1e6:9.1f} M/s")
+    print(f"  ratio threefry.normal / jax: {t_jax / t_ours:5.2f}   / even length: {t_even / t_ours:5.2f}")
+
+
 def compare_exact_variance(n: int, repeats: int) -> None:
     """Print the exact var() of an n-coordinate gradient against one reduction and one elementwise pass over it."""
     big = jax.random.normal(jax.random.key(1), (n,), jnp.float32)
@@ -217,6 +236,7 @@ def main() -> None:
           f"JAX {jax.__version__}, {time.strftime('%Y-%m-%d')}, allocator: {allocator_in_use()}")
     compare_monte_carlo(args.n, args.samples, args.repeats)
     compare_generators(args.n_var, args.repeats)
+    compare_odd_lengths(args.n, args.repeats)
     compare_exact_variance(args.n_var, args.repeats)
 
 

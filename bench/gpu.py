@@ -105,6 +105,7 @@ def main() -> None:
             bench_montecarlo.compare_monte_carlo(n, samples, repeats, numpy=False)
         cost_section(models, batches, cost_repeats, args.out)
         bench_montecarlo.compare_generators(min(var_n, 10_000_000), repeats)
+        bench_montecarlo.compare_odd_lengths(mc_sizes[0][0], repeats)
         bench_montecarlo.compare_exact_variance(var_n, repeats)
         sys.stdout = sys.__stdout__
 
