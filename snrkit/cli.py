@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from snrkit.core.allocator import keep_freed_memory
 from snrkit.core.io import check_output_file, check_output_folder, write_atomic
 from snrkit.core.validation import MAX_SEED
 
@@ -95,6 +96,7 @@ def _enable_compilation_cache() -> None:
 @app.callback()
 def _main() -> None:
     _enable_compilation_cache()
+    keep_freed_memory()  # XLA's freed temporaries reused, not faulted in afresh every call (core.allocator)
 
 
 @contextmanager

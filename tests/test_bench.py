@@ -35,6 +35,7 @@ def test_gpu_script_runs_every_section_and_keeps_its_output(tmp_path):
     assert "cost per training step, MLP 64-32-10" in log
     assert all(claim in log for claim in ("baydin-time-ratio", "yao-time", "yao-memory"))
     assert "Gaussian normals, n = 1,000,000" in log and "ratio unrolled / JAX" in log
+    assert "Gaussian normals of odd length" in log and "ratio threefry.normal / jax" in log
     assert "Exact var(), n = 1,000,000" in log and "ratio var / reduction" in log
     assert log.count("(c) fold alone") == 2 and log.count("draw-then-fold ceiling") == 2
     assert (out / "cost-64-32-10.csv").stat().st_size > 0
@@ -45,8 +46,15 @@ def test_monte_carlo_benchmark_runs_quick():
     result = _run("bench_montecarlo.py", "--quick")
     assert result.returncode == 0, result.stderr[-3000:]
     for line in ("ratio vs (a)", "ratio vs (b)", "(c) fold alone", "draw-then-fold ceiling", "ratio unrolled / JAX",
-                 "ratio var / reduction"):
+                 "ratio threefry.normal / jax", "ratio var / reduction"):
         assert line in result.stdout
+
+
+@pytest.mark.slow
+def test_allocator_benchmark_runs_quick():
+    result = _run("bench_allocator.py", "--quick")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("ratio") == 2 and "covariance prior" in result.stdout
 
 
 def _bench_module(name: str):

@@ -238,3 +238,14 @@ def test_half_precision_probes_keep_their_moments(dtype):
     assert sk.stats.compare_variance(m, law).holds and sk.stats.compare_mean(m, law).holds
     probes = np.asarray(get_probe("gaussian").sample(pinned_key(13), (1 << 16,), dtype), np.float64)
     assert np.abs(probes).max() > 3.5 and abs(np.mean(probes**4) - 3.0) < 8 * np.sqrt(96 / probes.size)
+
+
+def test_keep_freed_memory_sets_glibcs_thresholds_and_leaves_other_libcs_alone(monkeypatch):
+    import platform
+
+    from snrkit.core import allocator
+
+    if platform.libc_ver()[0] == "glibc":
+        assert allocator.keep_freed_memory() is True  # mallopt accepted both settings
+    monkeypatch.setattr(allocator.platform, "libc_ver", lambda: ("musl", "1.2"))
+    assert allocator.keep_freed_memory.__wrapped__() is False

@@ -8,7 +8,9 @@
 - [`sharding`][snrkit.core.sharding]: samples spread over devices and processes, with
   the results of one device.
 - [`threefry`][snrkit.core.threefry]: JAX's threefry draws, with the hash's rounds
-  unrolled (the same bits, faster on a CPU).
+  unrolled (the same bits, faster on a CPU), and normals of odd length off XLA's slow path.
+- [`allocator`][snrkit.core.allocator]: glibc's `malloc` told to keep the blocks XLA
+  frees after every call (what snrkit's commands do first).
 - [`validation`][snrkit.core.validation], [`tree`][snrkit.core.tree],
   [`precision`][snrkit.core.precision], [`numerics`][snrkit.core.numerics],
   [`io`][snrkit.core.io]: shared checks and plumbing.
