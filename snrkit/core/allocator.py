@@ -16,7 +16,7 @@ call it first; a script or notebook that times snrkit calls itself.
 
 Examples:
     >>> from snrkit.core.allocator import keep_freed_memory
-    >>> keep_freed_memory() in (True, False)  # False where the C library is not glibc
+    >>> keep_freed_memory() in (True, False)  # False off glibc
     True
 """
 
