@@ -387,7 +387,10 @@ def stale_state(network: nets.Network, params: PyTree, data: Dataset, batch_size
     parameters on the *next* `batch_size` examples ([`batch_of`][snrkit.cost.batch_of]
     from example `batch_size` on): another batch's view of the same point, a belief that
     is close to the batch's gradient but not equal to it (an equal one would make a prior
-    an oracle and its SNR per unit of cost meaningless).
+    an oracle and its SNR per unit of cost meaningless). On a data set of fewer than two
+    batches the two batches share examples, and the belief comes closer: on digits (1,797
+    examples) its cosine with the batch's gradient was 0.88, 0.97 and 0.999 at batch 256,
+    1024 and 4096, so a prior's SNR per unit of cost there is an upper bound.
 
     Examples:
         >>> import jax

@@ -194,7 +194,8 @@ def open_gradient(folder: str | os.PathLike) -> PyTree:
     return _decode(info["structure"], arrays)
 
 
-_REWRITE = "write the folder again with snrkit.ondisk.save_gradient(grad, folder, overwrite=True)"
+_REWRITE = ("write the folder again: save_gradient(grad, folder, overwrite=True) for a gradient, var or snr "
+            "with overwrite=True for their results")
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:

@@ -94,6 +94,11 @@ def test_a_loss_may_branch_on_python_arguments(train, mode):
     listed = Problem(lambda w, x, y: _flagged_loss(w, x, jnp.asarray(y), train, mode), w, x, y.tolist())
     assert "per_example_gradients" not in listed.provides
     np.testing.assert_allclose(listed.gradient(), expected, rtol=1e-6)
+    import pandas as pd  # an array-like that is not an array (nor a single value): no example axis either
+
+    series = Problem(lambda w, x, y: _flagged_loss(w, x, jnp.asarray(y.to_numpy()), train, mode), w, x,
+                     pd.Series(np.asarray(y)))
+    assert "per_example_gradients" not in series.provides
 
 
 def test_a_gradient_only_problem_provides_only_the_gradient():

@@ -425,7 +425,8 @@ def _has_example_axis(args: tuple) -> bool:
     others = [a for a in args if not isinstance(a, jax.Array | np.ndarray)]
     if not arrays or any(np.ndim(a) == 0 for a in arrays) or len({np.shape(a)[0] for a in arrays}) != 1:
         return False
-    return all(a is None or jax.tree_util.all_leaves([a]) for a in others)
+    # a Python value, not an array-like (a pandas Series of labels holds one per example)
+    return all((a is None or jax.tree_util.all_leaves([a])) and np.ndim(a) == 0 for a in others)
 
 
 def bind_static(loss_fn: Callable[..., Any], args: tuple) -> tuple[Callable[..., Any], tuple]:

@@ -166,7 +166,7 @@ def normal(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Arra
     partitionable threefry numbers the entries in C order. The rows are drawn inside a
     `lax.cond` whose two branches are the same draw, which XLA does not fuse into the cut
     (a fused cut would run the odd loop again); its predicate only keeps the `cond`, and
-    must not be one XLA can fold to a constant.
+    must not be one XLA can fold to a constant. Other backends draw as JAX does.
 
     Args:
         key: a JAX key.
@@ -195,9 +195,13 @@ def normal(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Arra
     def rows(key: jax.Array) -> jax.Array:
         return jax.random.normal(key, (2, (size + 1) // 2), dtype)
 
-    data = jax.random.key_data(key) if typed else key
-    either = data.reshape(-1)[0] != 0  # both branches draw the same: any predicate XLA cannot fold will do
-    return jax.lax.cond(either, rows, rows, key).reshape(-1)[:size].reshape(shape)
+    def two_rows(key: jax.Array) -> jax.Array:
+        data = jax.random.key_data(key) if typed else key
+        either = data.reshape(-1)[0] != 0  # both branches draw the same: any predicate XLA cannot fold will do
+        return jax.lax.cond(either, rows, rows, key).reshape(-1)[:size].reshape(shape)
+
+    # only XLA's CPU code has the slow path; elsewhere a cond may cost a sync with the host
+    return jax.lax.platform_dependent(key, cpu=two_rows, default=lambda key: jax.random.normal(key, shape, dtype))
 
 
 def _moved(key: jax.Array, source: str | Hashable, target: str | Hashable) -> jax.Array:

@@ -543,6 +543,7 @@ class _PriorFactor:
         belief = self.belief(problem) if callable(self.belief) else self.belief
         if is_traced(belief):  # under jit: a zero or non-finite belief gives NaN probes, seen in the estimate
             flat = ravel(belief)[0]
+            flat = flat.astype(jnp.promote_types(flat.dtype, jnp.float32))  # a float16 norm overflows
             return (math.sqrt(self.confidence) * flat / jnp.linalg.norm(flat))[:, None]
         flat = ravel_host(belief)
         norm = float(np.linalg.norm(flat))

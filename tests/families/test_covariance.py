@@ -208,6 +208,16 @@ def test_a_prior_from_the_state_works_inside_a_jitted_training_step(whiten):
     assert not np.allclose(other, jitted)
 
 
+def test_a_half_precision_belief_traced_under_jit_keeps_its_direction():
+    """The sum of squares of this float16 stale gradient, 4·10⁵, overflows float16 (largest 65504); taken in
+    float32, the prior's factor is the one NumPy builds outside jit."""
+    from snrkit.families.covariance import _PriorFactor
+
+    belief = jnp.full(100_000, 2.0, jnp.float16)
+    traced = jax.jit(_PriorFactor(lambda problem: belief * problem, 0.5))(jnp.float16(1.0))
+    np.testing.assert_allclose(np.asarray(traced, np.float64), _PriorFactor(np.asarray(belief), 0.5)(None), rtol=1e-3)
+
+
 def test_a_factor_traced_under_jit_is_checked_for_what_can_be_checked():
     """Shapes are static under jit, so a wrong shape still gets the clear error; whitening a Σ = UUᵀ cannot
     be checked for rank there, so it is refused with the fix."""
