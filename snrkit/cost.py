@@ -602,20 +602,19 @@ def cost_table(
         ready: list[_Compiled] = []
         skipped: dict[str, str] = {}
         report(f"batch {batch}: compiling", 0, len(methods))
-        for m_index, method in enumerate(methods):
-            if method.estimator is not None:
-                try:
+        for m_index, method in enumerate(methods, start=1):
+            try:
+                if method.estimator is not None:
                     problem.require(method.estimator.needs, method.name)
-                except ValueError as error:
-                    skipped[method.name] = f"skipped: {error}"
-                    report(f"batch {batch}: compiling", m_index + 1, len(methods))
-                    continue
-            entry = _compile(method, network.loss, tx, args, problem)
-            if isolate:
-                entry.rss = _isolated_rss(widths, method, x, y, optimizer=optimizer, learning_rate=learning_rate,
-                                          seed=seed, state=carried)
-            ready.append(entry)
-            report(f"batch {batch}: compiling", m_index + 1, len(methods))
+            except ValueError as error:
+                skipped[method.name] = f"skipped: {error}"
+            else:
+                entry = _compile(method, network.loss, tx, args, problem)
+                if isolate:
+                    entry.rss = _isolated_rss(widths, method, x, y, optimizer=optimizer, learning_rate=learning_rate,
+                                              seed=seed, state=carried)
+                ready.append(entry)
+            report(f"batch {batch}: compiling", m_index, len(methods))
         times = _time_round_robin(ready, args, repeats, seed, lambda d, b=batch: report(f"batch {b}: timing", d, repeats))
         base = times[BACKPROP]
         for method in methods:

@@ -187,7 +187,11 @@ def open_gradient(folder: str | os.PathLike) -> PyTree:
         [1.0]
     """
     folder = Path(folder)
-    info = _read_manifest(folder)
+    return _opened(folder, _read_manifest(folder))
+
+
+def _opened(folder: Path, info: Mapping[str, Any]) -> PyTree:
+    """The leaves a manifest names, mapped and checked, in its pytree."""
     arrays = [_open_leaf(folder, entry) for entry in info["leaves"]]
     if info["structure"] is None:
         return arrays
@@ -390,7 +394,8 @@ def _stream(estimator: Estimator, grad: Any, outputs: dict[str, tuple[str, Any]]
     chunk = _check_chunk(chunk_elements)
     out_dtype = _check_dtype(dtype)
     overwrite = _check_bool(overwrite, "overwrite")
-    targets = {name: _check_out(path, overwrite, arg, _sources(leaves)) for name, (arg, path) in outputs.items()}
+    sources = _sources(leaves)
+    targets = {name: _check_out(path, overwrite, arg, sources) for name, (arg, path) in outputs.items()}
     if len({target.resolve() for target in targets.values()}) < len(targets):
         raise ValueError("var_out and snr_out are the same folder; give each its own folder")
     check_callback(on_progress, "on_progress", "on_progress(done, total)")
@@ -517,8 +522,9 @@ def _gradient(grad: Any, name: str) -> tuple[list[_Leaf], Any]:
     files: list[Path | None] = []
     if isinstance(grad, str | os.PathLike):
         folder = Path(grad)
-        grad = open_gradient(folder)  # maps nothing until read: the leaves are read from their files
-        files = [folder / entry["file"] for entry in _read_manifest(folder)["leaves"]]
+        info = _read_manifest(folder)
+        grad = _opened(folder, info)  # maps nothing until read: the leaves are read from their files
+        files = [folder / entry["file"] for entry in info["leaves"]]
     flat, treedef = jax.tree_util.tree_flatten_with_path(grad)
     if not flat:
         raise ValueError(

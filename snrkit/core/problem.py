@@ -263,7 +263,6 @@ class Problem(ProblemBase):
                 )
             self._cache["gradient"] = gradient
         provides = {"gradient", "loss", "hvp"}
-        self._traceable = bind_static(loss_fn, self.args)  # what vmap may trace: the array arguments only
         if _has_example_axis(self.args):
             provides.add("per_example_gradients")
         if network is not None and network.layers is not None and self.args:
@@ -351,7 +350,7 @@ class Problem(ProblemBase):
         if "per_example_gradients" not in self.provides:
             raise self._cannot("per_example_gradients")
 
-        loss, data = self._traceable
+        loss, data = bind_static(self.loss_fn, self.args)  # vmap maps the array arguments only
 
         def one(*example: Any) -> PyTree:
             return jax.grad(loss)(self.params, *(e[None] for e in example))
@@ -415,14 +414,19 @@ def check_loss(loss_fn: Any, params: PyTree, args: tuple) -> None:
         )
 
 
+def _is_array(value: Any) -> bool:
+    """A JAX or NumPy array: what JAX may trace; anything else reaches the loss as it is."""
+    return isinstance(value, jax.Array | np.ndarray)
+
+
 def _has_example_axis(args: tuple) -> bool:
     """Whether `args` have an example axis: arrays of one leading length, besides single Python values.
 
     A container of Python values (a list of labels, say) may hold one value per example,
     which a map over the arrays would not split: no example axis is read then.
     """
-    arrays = [a for a in args if isinstance(a, jax.Array | np.ndarray)]
-    others = [a for a in args if not isinstance(a, jax.Array | np.ndarray)]
+    arrays = [a for a in args if _is_array(a)]
+    others = [a for a in args if not _is_array(a)]
     if not arrays or any(np.ndim(a) == 0 for a in arrays) or len({np.shape(a)[0] for a in arrays}) != 1:
         return False
     # a Python value, not an array-like (a pandas Series of labels holds one per example)
@@ -449,7 +453,7 @@ def bind_static(loss_fn: Callable[..., Any], args: tuple) -> tuple[Callable[...,
         (1, 1.0)
     """
     leaves, treedef = jax.tree_util.tree_flatten(args)
-    is_array = [isinstance(leaf, jax.Array | np.ndarray) for leaf in leaves]
+    is_array = [_is_array(leaf) for leaf in leaves]
     if all(is_array):
         return loss_fn, tuple(args)
 

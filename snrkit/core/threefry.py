@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
+from typing import Any
 
 import jax
 import jax.extend.random as jax_random
@@ -185,8 +186,7 @@ def normal(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Arra
         True
     """
     size = math.prod(shape) if all(isinstance(d, int) for d in shape) else 0
-    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    implementation = jax.random.key_impl(key) if typed else jax.config.jax_default_prng_impl
+    typed, implementation = _implementation(key)
     numbered_in_c_order = jax.config.jax_threefry_partitionable and implementation in (
         UNROLLED_THREEFRY, _JAX_THREEFRY.name, _JAX_THREEFRY)
     if size % 2 == 0 or size < ODD_DRAW_MIN or sum(d > 1 for d in shape) != 1 or not numbered_in_c_order:
@@ -204,10 +204,15 @@ def normal(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Arra
     return jax.lax.platform_dependent(key, cpu=two_rows, default=lambda key: jax.random.normal(key, shape, dtype))
 
 
+def _implementation(key: jax.Array) -> tuple[bool, Any]:
+    """`(typed, implementation)` of a key: a raw `uint32` key is on JAX's default implementation."""
+    typed = bool(jnp.issubdtype(key.dtype, jax.dtypes.prng_key))
+    return typed, jax.random.key_impl(key) if typed else jax.config.jax_default_prng_impl
+
+
 def _moved(key: jax.Array, source: str | Hashable, target: str | Hashable) -> jax.Array:
     """`key`'s data on implementation `target` when `key` is on `source` (a raw key is on JAX's default)."""
-    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    implementation = jax.random.key_impl(key) if typed else jax.config.jax_default_prng_impl
+    typed, implementation = _implementation(key)
     if implementation != source:
         return key
     return jax.random.wrap_key_data(jax.random.key_data(key) if typed else key, impl=target)
